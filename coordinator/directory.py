@@ -1,0 +1,213 @@
+"""The directory: which nodes are connected and which datasets they serve.
+
+"Logically centralized": the same dataset name on several nodes is one
+horizontally partitioned logical dataset. Registrations are persisted in the
+store; live sessions exist only in memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coordinator.store import Store
+from federation.errors import (
+    ConfigError,
+    SchemaMismatchError,
+    TooFewParticipantsError,
+    UnknownDatasetError,
+)
+from federation.messages import (
+    PROTOCOL_VERSION,
+    DatasetInfo,
+    DatasetStatus,
+    NodeInfo,
+    Registration,
+)
+from federation.schema import DatasetSchema
+from federation.transport.backend import Outbox
+
+__all__ = ["Directory", "NodeSession"]
+
+log = logging.getLogger(__name__)
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_session_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class NodeSession:
+    """One connected node (one live stream)."""
+
+    name: str
+    outbox: Outbox
+    datasets: dict[str, DatasetSchema]
+    peer: str
+    last_seen: float
+    session_id: int = field(default_factory=lambda: next(_session_ids))
+    online: bool = True
+
+
+class Directory:
+    """Nodes, their liveness, and datasets by name."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._sessions: dict[str, NodeSession] = {}
+        self._detach_listeners: list[Callable[[NodeSession], None]] = []
+
+    def on_detach(self, listener: Callable[[NodeSession], None]) -> None:
+        """Call ``listener`` whenever a session goes offline."""
+        self._detach_listeners.append(listener)
+
+    def attach(self, registration: Registration, outbox: Outbox, peer: str) -> NodeSession:
+        """Validate and record a registration; a newer session replaces an older one."""
+        name = registration.node_name
+        if not _NODE_NAME.match(name):
+            raise ConfigError(
+                f"node name {name!r} is invalid: use 1-64 letters, digits, '_', '.', '-'"
+            )
+        if registration.protocol_version != PROTOCOL_VERSION:
+            raise ConfigError(
+                f"node {name!r} speaks protocol version {registration.protocol_version}; "
+                f"this coordinator speaks {PROTOCOL_VERSION}: upgrade the older side"
+            )
+        datasets: dict[str, DatasetSchema] = {}
+        for schema in registration.datasets:
+            if schema.name in datasets:
+                raise ConfigError(f"node {name!r} registers dataset {schema.name!r} twice")
+            datasets[schema.name] = schema
+        self._store.record_registration(name, registration.datasets, registration.agent_version)
+        session = NodeSession(name, outbox, datasets, peer, time.time())
+        with self._lock:
+            old = self._sessions.get(name)
+            self._sessions[name] = session
+        if old is not None:
+            log.warning("node %s reconnected; closing its previous stream", name)
+            self._go_offline(old)
+        log.info("node %s registered from %s serving %s", name, peer, sorted(datasets))
+        return session
+
+    def detach(self, session: NodeSession) -> None:
+        """A session's stream ended."""
+        with self._lock:
+            if self._sessions.get(session.name) is session:
+                del self._sessions[session.name]
+        if session.online:
+            log.info("node %s disconnected", session.name)
+            self._go_offline(session)
+
+    def _go_offline(self, session: NodeSession) -> None:
+        session.online = False
+        session.outbox.close()
+        for listener in self._detach_listeners:
+            listener(session)
+
+    def heartbeat(self, session: NodeSession, when: float) -> None:
+        """Record a heartbeat."""
+        session.last_seen = when
+        self._store.touch_node(session.name, when)
+
+    def expire_stale(self, max_silence: float) -> list[str]:
+        """Take offline every session silent for longer than ``max_silence`` seconds."""
+        now = time.time()
+        with self._lock:
+            stale = [s for s in self._sessions.values() if now - s.last_seen > max_silence]
+            for s in stale:
+                del self._sessions[s.name]
+        for s in stale:
+            log.warning("node %s missed its heartbeats; marking it offline", s.name)
+            self._go_offline(s)
+        return [s.name for s in stale]
+
+    def online_sessions(self) -> list[NodeSession]:
+        """Currently connected nodes."""
+        with self._lock:
+            return sorted(self._sessions.values(), key=lambda s: s.name)
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every known node and whether it is online."""
+        online = {s.name: s for s in self.online_sessions()}
+        return [
+            NodeInfo(
+                name=row.name,
+                online=row.name in online,
+                last_seen=online[row.name].last_seen if row.name in online else row.last_seen,
+                datasets=tuple(s.name for s in row.datasets),
+            )
+            for row in self._store.nodes()
+        ]
+
+    def datasets(self) -> list[DatasetInfo]:
+        """The logical datasets: schema, node counts and whether their nodes agree."""
+        online = {s.name for s in self.online_sessions()}
+        by_name: dict[str, list[tuple[str, DatasetSchema]]] = {}
+        for row in self._store.nodes():
+            for schema in row.datasets:
+                by_name.setdefault(schema.name, []).append((row.name, schema))
+        infos = []
+        for name in sorted(by_name):
+            entries = by_name[name]
+            live = [(n, s) for n, s in entries if n in online]
+            considered = live or entries
+            fingerprints = {s.fingerprint() for _, s in considered}
+            status, detail = DatasetStatus.OK, ""
+            if len(fingerprints) > 1:
+                status = DatasetStatus.CONFLICT
+                detail = _conflict_detail(name, considered)
+            infos.append(
+                DatasetInfo(
+                    schema=considered[0][1],
+                    node_count=len(entries),
+                    online_node_count=len(live),
+                    status=status,
+                    detail=detail,
+                )
+            )
+        return infos
+
+    def plan_targets(self, dataset: str, minimum: int) -> tuple[DatasetSchema, list[NodeSession]]:
+        """The agreed schema of ``dataset`` and the online nodes serving it.
+
+        Raises UnknownDatasetError, SchemaMismatchError, or TooFewParticipantsError
+        when fewer than ``minimum`` nodes serving it are online.
+        """
+        known = any(dataset in {s.name for s in row.datasets} for row in self._store.nodes())
+        sessions = [s for s in self.online_sessions() if dataset in s.datasets]
+        if not sessions:
+            if not known:
+                names = sorted({s.name for row in self._store.nodes() for s in row.datasets})
+                raise UnknownDatasetError(
+                    f"no node serves a dataset named {dataset!r}; known datasets: {names}"
+                )
+            raise TooFewParticipantsError(
+                f"dataset {dataset!r} is known but none of its nodes is online"
+            )
+        fingerprints = {s.datasets[dataset].fingerprint() for s in sessions}
+        if len(fingerprints) > 1:
+            raise SchemaMismatchError(
+                _conflict_detail(dataset, [(s.name, s.datasets[dataset]) for s in sessions])
+            )
+        if len(sessions) < minimum:
+            raise TooFewParticipantsError(
+                f"dataset {dataset!r} has {len(sessions)} online node(s); a query needs at "
+                f"least {minimum} so that no single node's values are released"
+            )
+        return sessions[0].datasets[dataset], sessions
+
+
+def _conflict_detail(dataset: str, entries: list[tuple[str, DatasetSchema]]) -> str:
+    groups: dict[str, list[str]] = {}
+    for node, schema in entries:
+        groups.setdefault(schema.fingerprint()[:12], []).append(node)
+    parts = "; ".join(f"schema {fp}: {sorted(nodes)}" for fp, nodes in sorted(groups.items()))
+    return (
+        f"the nodes serving dataset {dataset!r} declare different schemas ({parts}); "
+        "align their node configs"
+    )

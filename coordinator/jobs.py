@@ -1,0 +1,213 @@
+"""Jobs: plan a query, run its aggregation, record and release the outcome.
+
+Each job runs in its own thread so that it finishes (and is recorded) even if
+the analyst who submitted it disconnects; the analyst's call only consumes the
+job's events.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from coordinator.directory import Directory, NodeSession
+from coordinator.secagg_run import SecAggRun
+from coordinator.store import Store
+from federation.errors import (
+    FederationError,
+    NodeTaskError,
+    TooFewParticipantsError,
+    error_class_for_code,
+)
+from federation.messages import (
+    ErrorInfo,
+    JobAccepted,
+    JobCompleted,
+    JobEvent,
+    JobProgress,
+    JobResult,
+    QueryRequest,
+    SecAggFromNode,
+    TaskFailure,
+)
+from federation.protocols.secagg import make_params
+from federation.query import bind_query, finalize, parse_query
+
+__all__ = ["JobManager", "JobSettings"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How the coordinator runs jobs."""
+
+    round_timeout: float = 60.0
+    """Seconds each protocol round waits for slow nodes before dropping them."""
+    min_nodes: int = 3
+    """Fewest nodes whose data may be combined into a released result (secure
+    aggregation itself needs at least 3: with 2, each learns the other's input)."""
+    dropout_tolerance: float = 0.4
+    """Fraction of each node's neighbourhood that may drop out during a job (at most
+    0.45: the Shamir threshold stays a strict majority of every neighbourhood)."""
+
+
+class _Job:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.events: queue.Queue[JobEvent | FederationError] = queue.Queue()
+        self.run: SecAggRun | None = None
+
+
+class JobManager:
+    """Starts jobs and routes node messages to the job they belong to."""
+
+    def __init__(self, directory: Directory, store: Store, settings: JobSettings) -> None:
+        self._directory = directory
+        self._store = store
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._running: dict[str, _Job] = {}
+        directory.on_detach(self._node_lost)
+
+    def submit(self, request: QueryRequest) -> Iterator[JobEvent]:
+        """Start a job and yield its events; raises the job's error if it fails."""
+        job = _Job(uuid.uuid4().hex)
+        submitted = time.time()
+        self._store.record_job_started(job.job_id, request.sql, request.protocol, "", submitted)
+        with self._lock:
+            self._running[job.job_id] = job
+        thread = threading.Thread(
+            target=self._execute,
+            args=(job, request, submitted),
+            name=f"job-{job.job_id[:8]}",
+            daemon=True,
+        )
+        thread.start()
+        while True:
+            event = job.events.get()
+            if isinstance(event, FederationError):
+                raise event
+            yield event
+            if isinstance(event, JobCompleted):
+                return
+
+    def _execute(self, job: _Job, request: QueryRequest, submitted: float) -> None:
+        try:
+            self._run_secagg(job, request, submitted)
+        except FederationError as exc:
+            exc.job_id = job.job_id
+            log.info("job %s failed: [%s] %s", job.job_id, exc.code, exc.message)
+            self._store.record_job_failed(job.job_id, ErrorInfo(exc.code, exc.message), time.time())
+            job.events.put(exc)
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.job_id)
+            error = FederationError(
+                "internal error while running the job; see the coordinator log",
+                job_id=job.job_id,
+            )
+            self._store.record_job_failed(
+                job.job_id, ErrorInfo(error.code, error.message), time.time()
+            )
+            job.events.put(error)
+        finally:
+            with self._lock:
+                self._running.pop(job.job_id, None)
+
+    def _run_secagg(self, job: _Job, request: QueryRequest, submitted: float) -> None:
+        parsed = parse_query(request.sql)
+        schema, sessions = self._directory.plan_targets(parsed.dataset, self._settings.min_nodes)
+        bound = bind_query(parsed, schema)
+        self._store.record_job_selected(job.job_id, bound.dataset, len(sessions))
+        job.events.put(
+            JobAccepted(
+                job_id=job.job_id,
+                sql=request.sql,
+                protocol=request.protocol,
+                dataset=bound.dataset,
+                selected_nodes=len(sessions),
+                submitted_at=submitted,
+            )
+        )
+        params = make_params(
+            job.job_id,
+            len(sessions),
+            bound.vector_length,
+            dropout_tolerance=self._settings.dropout_tolerance,
+        )
+
+        def progress(stage: str, done: int, total: int) -> None:
+            job.events.put(JobProgress(job.job_id, stage, done, total))
+
+        job.run = SecAggRun(
+            params,
+            sessions,
+            dataset=bound.dataset,
+            sql=request.sql,
+            fingerprint=bound.fingerprint,
+            round_timeout=self._settings.round_timeout,
+            on_progress=progress,
+        )
+        result = job.run.run()
+        contributors = len(result.contributors)
+        if contributors < self._settings.min_nodes:
+            raise TooFewParticipantsError(
+                f"only {contributors} node(s) completed the protocol; at least "
+                f"{self._settings.min_nodes} are required before a result is released"
+            )
+        table = finalize(bound, result.vector)
+        finished = time.time()
+        self._store.record_job_succeeded(job.job_id, table, contributors, finished)
+        log.info(
+            "job %s released a %d-row result from %d node(s)",
+            job.job_id,
+            len(table.rows),
+            contributors,
+        )
+        job.events.put(JobResult(job.job_id, table))
+        job.events.put(
+            JobCompleted(
+                job_id=job.job_id,
+                protocol=request.protocol,
+                selected_nodes=len(sessions),
+                contributing_nodes=contributors,
+                finished_at=finished,
+            )
+        )
+
+    # --- node traffic ---------------------------------------------------------
+
+    def route(self, session: NodeSession, message: SecAggFromNode | TaskFailure) -> None:
+        """Hand a node's job message to its job (late or unknown jobs are ignored)."""
+        with self._lock:
+            job = self._running.get(message.job_id)
+        run = job.run if job is not None else None
+        if run is None:
+            log.debug("ignoring a message for job %s (not running)", message.job_id)
+            return
+        if isinstance(message, TaskFailure):
+            if run.involves(session):
+                cls = error_class_for_code(message.error.code)
+                if cls is FederationError:
+                    cls = NodeTaskError
+                run.fail(cls(f"node {session.name!r} refused the task: {message.error.message}"))
+            return
+        run.deliver(session, message.message)
+
+    def _node_lost(self, session: NodeSession) -> None:
+        with self._lock:
+            runs = [j.run for j in self._running.values() if j.run is not None]
+        for run in runs:
+            run.node_lost(session)
+
+    def abort_all(self, reason: str) -> None:
+        """Abort every running job (coordinator shutdown)."""
+        with self._lock:
+            runs = [j.run for j in self._running.values() if j.run is not None]
+        for run in runs:
+            run.fail(FederationError(reason))

@@ -1,0 +1,180 @@
+"""Drives the pure SecAgg+ coordinator state machine over live node sessions.
+
+The state machine (:mod:`federation.protocols.secagg`) decides; this module only
+moves messages and keeps time: every round ends when all expected messages
+arrived, when every node still awaited has disconnected, or at its deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from coordinator.directory import NodeSession
+from federation.errors import FederationError, ProtocolError
+from federation.messages import (
+    ErrorInfo,
+    Protocol,
+    SecAggCoordinatorRound,
+    SecAggNodeRound,
+    SecAggSetup,
+    SecAggToNode,
+    TaskAssignment,
+    TaskCancelled,
+)
+from federation.protocols.secagg import CoordinatorSecAgg, SecAggParams, SecAggResult, Stage
+
+__all__ = ["SecAggRun"]
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class SecAggRun:
+    """One secure aggregation over the nodes of one job."""
+
+    def __init__(
+        self,
+        params: SecAggParams,
+        sessions: Sequence[NodeSession],
+        *,
+        dataset: str,
+        sql: str,
+        fingerprint: str,
+        round_timeout: float,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        if len(sessions) != params.slots:
+            raise ValueError("one session per slot is required")
+        self.params = params
+        self._sessions = list(sessions)
+        self._slot_of = {s.name: i for i, s in enumerate(sessions)}
+        self._machine = CoordinatorSecAgg(params)
+        self._cond = threading.Condition()
+        self._lost: set[int] = {i for i, s in enumerate(self._sessions) if not s.online}
+        self._failure: FederationError | None = None
+        self._round_timeout = round_timeout
+        self._on_progress = on_progress
+        self._task = {"dataset": dataset, "sql": sql, "fingerprint": fingerprint}
+
+    @property
+    def job_id(self) -> str:
+        """The job this run belongs to."""
+        return self.params.job_id
+
+    def involves(self, session: NodeSession) -> bool:
+        """True if ``session`` holds a slot in this run."""
+        slot = self._slot_of.get(session.name)
+        return slot is not None and self._sessions[slot] is session
+
+    # --- called from node stream threads ------------------------------------
+
+    def deliver(self, session: NodeSession, message: SecAggNodeRound) -> None:
+        """A node's protocol message; its sender slot comes from the session, not the wire."""
+        if not self.involves(session):
+            log.warning(
+                "job %s: ignoring a message from %s (not a participant)", self.job_id, session.name
+            )
+            return
+        slot = self._slot_of[session.name]
+        with self._cond:
+            try:
+                self._machine.receive(dataclasses.replace(message, sender=slot))
+            except ProtocolError as exc:
+                log.warning(
+                    "job %s: ignoring a message from node %s: %s",
+                    self.job_id,
+                    session.name,
+                    exc.message,
+                )
+                return
+            self._cond.notify_all()
+
+    def node_lost(self, session: NodeSession) -> None:
+        """A participant disconnected; rounds stop waiting for it."""
+        if not self.involves(session):
+            return
+        with self._cond:
+            self._lost.add(self._slot_of[session.name])
+            self._cond.notify_all()
+
+    def fail(self, error: FederationError) -> None:
+        """Abort the run (e.g. a node refused its task)."""
+        with self._cond:
+            if self._failure is None:
+                self._failure = error
+            self._cond.notify_all()
+
+    # --- the job thread ---------------------------------------------------------
+
+    def run(self) -> SecAggResult:
+        """Run every round; returns the unmasked sum or raises (nothing released)."""
+        try:
+            self._assign_tasks()
+            while True:
+                outgoing = self._close_round()
+                for message in outgoing:
+                    self._sessions[message.recipient].outbox.put(SecAggToNode(self.job_id, message))
+                if self._machine.stage is Stage.DONE:
+                    return self._machine.result()
+        except FederationError as exc:
+            self._cancel(exc)
+            raise
+
+    def _assign_tasks(self) -> None:
+        p = self.params
+        for slot, session in enumerate(self._sessions):
+            session.outbox.put(
+                TaskAssignment(
+                    job_id=p.job_id,
+                    dataset=self._task["dataset"],
+                    sql=self._task["sql"],
+                    fingerprint=self._task["fingerprint"],
+                    protocol=Protocol.SECAGG,
+                    round_timeout=self._round_timeout,
+                    secagg=SecAggSetup(
+                        slots=p.slots,
+                        slot=slot,
+                        vector_length=p.vector_length,
+                        threshold=p.threshold,
+                        neighbours=p.neighbours,
+                    ),
+                )
+            )
+
+    def _close_round(self) -> list[SecAggCoordinatorRound]:
+        deadline = time.monotonic() + self._round_timeout
+        with self._cond:
+            stage = self._machine.stage
+            awaited_at_start = len(self._machine.expected())
+            while True:
+                if self._failure is not None:
+                    self._machine.abort(self._failure.message)
+                    raise self._failure
+                waiting = self._machine.expected() - self._lost
+                if self._machine.complete() or not waiting:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning(
+                        "job %s: %s round deadline passed; %d node(s) silent",
+                        self.job_id,
+                        stage.name,
+                        len(waiting),
+                    )
+                    break
+                self._cond.wait(remaining)
+            received = awaited_at_start - len(self._machine.expected())
+            outgoing = self._machine.advance()
+        if self._on_progress is not None:
+            self._on_progress(stage.name.lower(), received, awaited_at_start)
+        return outgoing
+
+    def _cancel(self, error: FederationError) -> None:
+        info = ErrorInfo(error.code, error.message)
+        for session in self._sessions:
+            session.outbox.put(TaskCancelled(self.job_id, info))

@@ -1,0 +1,155 @@
+"""The coordinator: directory, jobs and persistence behind one backend object.
+
+:class:`Coordinator` implements :class:`~federation.transport.backend.CoordinatorBackend`;
+``serve()`` puts it behind the gRPC server. It holds the directory ("logically
+centralized") but never data: it sees dataset schemas, masked vectors and the
+released aggregates only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator.directory import Directory, NodeSession
+from coordinator.jobs import JobManager, JobSettings
+from coordinator.store import Store
+from federation._version import __version__
+from federation.errors import ProtocolError
+from federation.messages import (
+    PROTOCOL_VERSION,
+    CoordinatorInfo,
+    DatasetInfo,
+    Heartbeat,
+    JobEvent,
+    JobRecord,
+    NodeInfo,
+    NodeToCoordinator,
+    Protocol,
+    QueryRequest,
+    Registered,
+    Registration,
+    SecAggFromNode,
+    TaskFailure,
+)
+from federation.transport.backend import Outbox
+from federation.transport.server import CoordinatorServer, start_coordinator_server
+
+__all__ = ["Coordinator", "CoordinatorSettings"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """Everything a coordinator needs to start."""
+
+    database: str | Path = "federation-coordinator.db"
+    """SQLite file for the directory and job records (``:memory:`` keeps nothing)."""
+    heartbeat_interval: float = 5.0
+    """Seconds between node heartbeats; a node silent for 3 intervals is offline."""
+    jobs: JobSettings = field(default_factory=JobSettings)
+
+
+class Coordinator:
+    """The coordinator service (transport-independent)."""
+
+    def __init__(self, settings: CoordinatorSettings | None = None) -> None:
+        self.settings = settings or CoordinatorSettings()
+        self.store = Store(self.settings.database)
+        interrupted = self.store.fail_interrupted_jobs(
+            "the coordinator restarted while this job was running; nothing was released"
+        )
+        if interrupted:
+            log.warning("marked %d interrupted job(s) as failed", interrupted)
+        self.directory = Directory(self.store)
+        self.jobs = JobManager(self.directory, self.store, self.settings.jobs)
+        self._server: CoordinatorServer | None = None
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    # --- CoordinatorBackend ---------------------------------------------------
+
+    def info(self) -> CoordinatorInfo:
+        """Version and the protocols this coordinator runs."""
+        return CoordinatorInfo(
+            version=f"federation/{__version__}",
+            protocol_version=PROTOCOL_VERSION,
+            protocols=tuple(Protocol),
+        )
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """The directory of logical datasets."""
+        return self.directory.datasets()
+
+    def list_nodes(self) -> list[NodeInfo]:
+        """Known nodes and their liveness."""
+        return self.directory.nodes()
+
+    def run_query(self, request: QueryRequest) -> Iterator[JobEvent]:
+        """Run a query as a job."""
+        return self.jobs.submit(request)
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """A recorded job."""
+        return self.store.job(job_id)
+
+    def attach_node(self, registration: Registration, outbox: Outbox, peer: str) -> object:
+        """Register a node and acknowledge it."""
+        session = self.directory.attach(registration, outbox, peer)
+        outbox.put(Registered(session.name, self.settings.heartbeat_interval))
+        return session
+
+    def node_message(self, session: object, message: NodeToCoordinator) -> None:
+        """Dispatch a node's message."""
+        if not isinstance(session, NodeSession):
+            raise TypeError("not a session of this coordinator")
+        if isinstance(message, Heartbeat):
+            self.directory.heartbeat(session, time.time())  # our clock, not the node's
+        elif isinstance(message, (SecAggFromNode, TaskFailure)):
+            self.jobs.route(session, message)
+        else:
+            raise ProtocolError(f"unexpected {type(message).__name__} on a registered stream")
+
+    def detach_node(self, session: object) -> None:
+        """A node's stream ended."""
+        if isinstance(session, NodeSession):
+            self.directory.detach(session)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> CoordinatorServer:
+        """Start the gRPC server and the liveness watchdog; returns at once."""
+        self._server = start_coordinator_server(self, host, port)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="coordinator-watchdog", daemon=True
+        )
+        self._watchdog.start()
+        return self._server
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the running server."""
+        if self._server is None:
+            raise RuntimeError("the coordinator is not serving; call serve() first")
+        return self._server.address
+
+    def _watch(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while not self._stop.wait(interval):
+            self.directory.expire_stale(3 * interval)
+
+    def close(self) -> None:
+        """Stop serving, abort running jobs, close the database."""
+        self._stop.set()
+        self.jobs.abort_all("the coordinator is shutting down; nothing was released")
+        for session in self.directory.online_sessions():
+            self.directory.detach(session)
+        if self._server is not None:
+            self._server.stop(grace=1.0)
+            self._server = None
+        self.store.close()

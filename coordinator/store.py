@@ -1,0 +1,260 @@
+"""The coordinator's persistent state in an embedded SQLite database.
+
+Holds the directory (nodes and the dataset schemas they registered) and the
+jobs with their outcomes, so a restart loses nothing already recorded. Only
+metadata and released aggregates are stored: never rows, never a node's own
+contribution.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.errors import UnknownJobError
+from federation.messages import ErrorInfo, JobRecord, JobStatus, Protocol
+from federation.schema import DatasetSchema
+from federation.table import ColumnKind, ResultTable
+
+__all__ = ["NodeRow", "Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    name TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    agent_version TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS node_datasets (
+    node_name TEXT NOT NULL REFERENCES nodes(name),
+    dataset TEXT NOT NULL,
+    schema_json TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    registered_at REAL NOT NULL,
+    PRIMARY KEY (node_name, dataset)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    sql TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    status TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    finished_at REAL,
+    selected_nodes INTEGER NOT NULL DEFAULT 0,
+    contributing_nodes INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_message TEXT,
+    result_json TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
+"""
+
+STORE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """A node as recorded in the directory."""
+
+    name: str
+    first_seen: float
+    last_seen: float
+    datasets: tuple[DatasetSchema, ...]
+
+
+def _table_to_json(table: ResultTable) -> str:
+    return json.dumps(
+        {
+            "columns": list(table.columns),
+            "kinds": [k.value for k in table.kinds],
+            "rows": [list(r) for r in table.rows],
+        }
+    )
+
+
+def _table_from_json(text: str) -> ResultTable:
+    data = json.loads(text)
+    return ResultTable(
+        columns=tuple(data["columns"]),
+        kinds=tuple(ColumnKind(k) for k in data["kinds"]),
+        rows=tuple(tuple(r) for r in data["rows"]),
+    )
+
+
+class Store:
+    """Thread-safe access to the coordinator database (``:memory:`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_version', ?)",
+                (STORE_VERSION,),
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        with self._lock:
+            self._db.execute(sql, params)
+
+    # --- directory ---------------------------------------------------------
+
+    def record_registration(
+        self, name: str, datasets: tuple[DatasetSchema, ...], agent_version: str
+    ) -> None:
+        """Upsert a node and replace the dataset schemas it serves, atomically."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO nodes (name, first_seen, last_seen, agent_version) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                    "last_seen = excluded.last_seen, agent_version = excluded.agent_version",
+                    (name, now, now, agent_version),
+                )
+                self._db.execute("DELETE FROM node_datasets WHERE node_name = ?", (name,))
+                self._db.executemany(
+                    "INSERT INTO node_datasets "
+                    "(node_name, dataset, schema_json, fingerprint, registered_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(name, s.name, s.to_json(), s.fingerprint(), now) for s in datasets],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def touch_node(self, name: str, when: float) -> None:
+        """Record that a node was seen alive."""
+        self._write("UPDATE nodes SET last_seen = ? WHERE name = ?", (when, name))
+
+    def nodes(self) -> list[NodeRow]:
+        """Every node ever registered, with its datasets."""
+        with self._lock:
+            nodes = self._db.execute(
+                "SELECT name, first_seen, last_seen FROM nodes ORDER BY name"
+            ).fetchall()
+            ds = self._db.execute(
+                "SELECT node_name, schema_json FROM node_datasets ORDER BY node_name, dataset"
+            ).fetchall()
+        by_node: dict[str, list[DatasetSchema]] = {}
+        for node_name, schema_json in ds:
+            by_node.setdefault(node_name, []).append(DatasetSchema.from_json(schema_json))
+        return [
+            NodeRow(name, first, last, tuple(by_node.get(name, ()))) for name, first, last in nodes
+        ]
+
+    # --- jobs ----------------------------------------------------------------
+
+    def record_job_started(
+        self, job_id: str, sql: str, protocol: Protocol, dataset: str, submitted_at: float
+    ) -> None:
+        """Record a new running job."""
+        self._write(
+            "INSERT INTO jobs (job_id, sql, protocol, dataset, status, submitted_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, sql, protocol.value, dataset, JobStatus.RUNNING.value, submitted_at),
+        )
+
+    def record_job_selected(self, job_id: str, dataset: str, selected: int) -> None:
+        """Record the planned dataset and how many nodes the job runs on."""
+        self._write(
+            "UPDATE jobs SET dataset = ?, selected_nodes = ? WHERE job_id = ?",
+            (dataset, selected, job_id),
+        )
+
+    def record_job_succeeded(
+        self, job_id: str, table: ResultTable, contributing: int, finished_at: float
+    ) -> None:
+        """Record a released result."""
+        self._write(
+            "UPDATE jobs SET status = ?, finished_at = ?, contributing_nodes = ?, "
+            "result_json = ? WHERE job_id = ?",
+            (JobStatus.SUCCEEDED.value, finished_at, contributing, _table_to_json(table), job_id),
+        )
+
+    def record_job_failed(self, job_id: str, error: ErrorInfo, finished_at: float) -> None:
+        """Record a failure; nothing was released."""
+        self._write(
+            "UPDATE jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ? "
+            "WHERE job_id = ?",
+            (JobStatus.FAILED.value, finished_at, error.code, error.message, job_id),
+        )
+
+    def fail_interrupted_jobs(self, reason: str) -> int:
+        """Mark jobs left running by a previous process as failed; returns how many."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ? "
+                "WHERE status = ?",
+                (
+                    JobStatus.FAILED.value,
+                    time.time(),
+                    "protocol_error",
+                    reason,
+                    JobStatus.RUNNING.value,
+                ),
+            )
+            return cur.rowcount
+
+    def job(self, job_id: str) -> JobRecord:
+        """A recorded job; UnknownJobError if there is none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id, sql, protocol, dataset, status, submitted_at, finished_at, "
+                "selected_nodes, contributing_nodes, error_code, error_message, result_json "
+                "FROM jobs WHERE job_id = ?",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownJobError(f"no job with id {job_id!r} is recorded at this coordinator")
+        return self._record(row)
+
+    def jobs(self, limit: int = 100) -> list[JobRecord]:
+        """The most recent jobs, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, sql, protocol, dataset, status, submitted_at, finished_at, "
+                "selected_nodes, contributing_nodes, error_code, error_message, result_json "
+                "FROM jobs ORDER BY submitted_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [self._record(r) for r in rows]
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> JobRecord:
+        (job_id, sql, protocol, dataset, status, submitted, finished, selected, contributing,
+         error_code, error_message, result_json) = row  # fmt: skip
+        return JobRecord(
+            job_id=job_id,
+            sql=sql,
+            protocol=Protocol(protocol),
+            dataset=dataset,
+            status=JobStatus(status),
+            submitted_at=submitted,
+            finished_at=finished,
+            selected_nodes=selected,
+            contributing_nodes=contributing,
+            error=ErrorInfo(error_code, error_message or "") if error_code else None,
+            result=_table_from_json(result_json) if result_json else None,
+        )

@@ -1,0 +1,296 @@
+"""Domain-level messages between analysts, the coordinator and nodes.
+
+These are the types the coordinator, the node agent and the SDK speak. The
+transport package converts them to and from the ``federation.v1`` wire
+contract; nothing outside it sees protobuf.
+
+Node <-> coordinator (one long-lived stream per node)::
+
+    node                          coordinator
+    Registration         ->
+                         <-       Registered
+    Heartbeat            ->       (every heartbeat_interval seconds)
+                         <-       TaskAssignment
+    SecAggFromNode       ->
+                         <-       SecAggToNode
+    TaskFailure          ->       (a node refuses or fails its task)
+                         <-       TaskCancelled
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from federation.protocols.secagg.messages import (
+    KeyAdvertisement,
+    KeyRoster,
+    MaskedInput,
+    ShareBundle,
+    ShareDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from federation.schema import DatasetSchema
+from federation.table import ResultTable
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "CoordinatorInfo",
+    "CoordinatorToNode",
+    "DatasetInfo",
+    "DatasetStatus",
+    "ErrorInfo",
+    "Heartbeat",
+    "JobAccepted",
+    "JobCompleted",
+    "JobEvent",
+    "JobProgress",
+    "JobRecord",
+    "JobResult",
+    "JobStatus",
+    "NodeInfo",
+    "NodeToCoordinator",
+    "Protocol",
+    "QueryRequest",
+    "Registered",
+    "Registration",
+    "SecAggCoordinatorRound",
+    "SecAggFromNode",
+    "SecAggNodeRound",
+    "SecAggSetup",
+    "SecAggToNode",
+    "TaskAssignment",
+    "TaskCancelled",
+    "TaskFailure",
+]
+
+PROTOCOL_VERSION = 1
+"""Version of the node <-> coordinator conversation; bumped on incompatible change."""
+
+
+class Protocol(enum.Enum):
+    """Aggregation protocols an analyst can choose per query."""
+
+    SECAGG = "secagg"
+
+
+class JobStatus(enum.Enum):
+    """Lifecycle of a job as recorded by the coordinator."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class DatasetStatus(enum.Enum):
+    """Whether the nodes serving a dataset agree on its schema."""
+
+    OK = "ok"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A typed error as it travels: a stable code and a data-free message."""
+
+    code: str
+    message: str
+
+
+# --- node <-> coordinator -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    """First message of a node's stream: who it is and which datasets it serves."""
+
+    node_name: str
+    datasets: tuple[DatasetSchema, ...]
+    agent_version: str = ""
+    protocol_version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The coordinator accepted a registration."""
+
+    node_name: str
+    heartbeat_interval: float
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Liveness signal from a node."""
+
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class SecAggSetup:
+    """The node's place in one SecAgg+ run."""
+
+    slots: int
+    slot: int
+    vector_length: int
+    threshold: int
+    neighbours: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class TaskAssignment:
+    """A job's task for one node: compute the query locally, then aggregate."""
+
+    job_id: str
+    dataset: str
+    sql: str
+    fingerprint: str
+    protocol: Protocol
+    round_timeout: float
+    secagg: SecAggSetup
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A node refused or failed its task."""
+
+    job_id: str
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class TaskCancelled:
+    """The coordinator aborted a job; the node drops its state for it."""
+
+    job_id: str
+    reason: ErrorInfo
+
+
+SecAggNodeRound = KeyAdvertisement | ShareBundle | MaskedInput | UnmaskResponse
+SecAggCoordinatorRound = KeyRoster | ShareDelivery | UnmaskRequest
+
+
+@dataclass(frozen=True)
+class SecAggFromNode:
+    """A SecAgg+ message from a node, within a job.
+
+    The ``sender`` slot inside ``message`` is filled in by the coordinator from
+    the stream's identity, never trusted from the wire.
+    """
+
+    job_id: str
+    message: SecAggNodeRound
+
+
+@dataclass(frozen=True)
+class SecAggToNode:
+    """A SecAgg+ message for a node, within a job."""
+
+    job_id: str
+    message: SecAggCoordinatorRound
+
+
+NodeToCoordinator = Registration | Heartbeat | TaskFailure | SecAggFromNode
+CoordinatorToNode = Registered | TaskAssignment | SecAggToNode | TaskCancelled
+
+
+# --- analyst <-> coordinator ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoordinatorInfo:
+    """What a coordinator says about itself."""
+
+    version: str
+    protocol_version: int
+    protocols: tuple[Protocol, ...]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A directory entry: one logical (horizontally partitioned) dataset."""
+
+    schema: DatasetSchema
+    node_count: int
+    online_node_count: int
+    status: DatasetStatus = DatasetStatus.OK
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A directory entry for one node."""
+
+    name: str
+    online: bool
+    last_seen: float
+    datasets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """An analyst's query."""
+
+    sql: str
+    protocol: Protocol = Protocol.SECAGG
+
+
+@dataclass(frozen=True)
+class JobAccepted:
+    """The query was planned; the job runs on ``selected_nodes`` nodes."""
+
+    job_id: str
+    sql: str
+    protocol: Protocol
+    dataset: str
+    selected_nodes: int
+    submitted_at: float
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A protocol stage finished for ``done`` of ``total`` nodes."""
+
+    job_id: str
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The released aggregate."""
+
+    job_id: str
+    table: ResultTable
+
+
+@dataclass(frozen=True)
+class JobCompleted:
+    """The job finished and its result was released."""
+
+    job_id: str
+    protocol: Protocol
+    selected_nodes: int
+    contributing_nodes: int
+    finished_at: float
+
+
+JobEvent = JobAccepted | JobProgress | JobResult | JobCompleted
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What the coordinator recorded about a job."""
+
+    job_id: str
+    sql: str
+    protocol: Protocol
+    dataset: str
+    status: JobStatus
+    submitted_at: float
+    finished_at: float | None = None
+    selected_nodes: int = 0
+    contributing_nodes: int = 0
+    error: ErrorInfo | None = None
+    result: ResultTable | None = field(default=None)

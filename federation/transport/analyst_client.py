@@ -1,0 +1,156 @@
+"""The analyst's connection to the coordinator, speaking domain types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from federation.errors import CoordinatorUnavailableError, FederationError
+from federation.messages import (
+    PROTOCOL_VERSION,
+    CoordinatorInfo,
+    DatasetInfo,
+    JobAccepted,
+    JobCompleted,
+    JobEvent,
+    JobProgress,
+    JobRecord,
+    JobResult,
+    NodeInfo,
+    Protocol,
+    QueryRequest,
+)
+from federation.table import Cell, ColumnKind, ResultTable
+from federation.transport.options import channel_options
+from federation.transport.serde import (
+    dataset_info_from_proto,
+    job_record_from_proto,
+    node_info_from_proto,
+    protocol_from_wire,
+    rows_from_proto,
+    table_header_from_proto,
+)
+from federation.transport.status import error_from_rpc
+from federation.v1 import analyst_pb2, analyst_pb2_grpc
+
+__all__ = ["AnalystConnection"]
+
+
+class AnalystConnection:
+    """A channel to the coordinator's analyst service."""
+
+    def __init__(self, address: str, *, connect_timeout: float = 10.0) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address, options=channel_options())
+        self._stub = analyst_pb2_grpc.AnalystServiceStub(self._channel)
+        try:
+            self.info = self._get_info(connect_timeout)
+        except FederationError:
+            self._channel.close()
+            raise
+
+    def _get_info(self, timeout: float) -> CoordinatorInfo:
+        try:
+            resp = self._stub.GetInfo(analyst_pb2.GetInfoRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc, target=self.address)
+            if isinstance(error, CoordinatorUnavailableError) or "DEADLINE" in error.message:
+                raise CoordinatorUnavailableError(
+                    f"cannot reach the coordinator at {self.address}: "
+                    "check the address and that `federation coordinator serve` is running"
+                ) from None
+            raise error from None
+        if resp.protocol_version != PROTOCOL_VERSION:
+            raise FederationError(
+                f"the coordinator at {self.address} speaks protocol version "
+                f"{resp.protocol_version}, this client {PROTOCOL_VERSION}: upgrade the older side"
+            )
+        protocols = []
+        for name in resp.protocols:
+            try:
+                protocols.append(Protocol(name))
+            except ValueError:
+                continue  # a newer coordinator may offer protocols this client does not know
+        return CoordinatorInfo(resp.version, resp.protocol_version, tuple(protocols))
+
+    def close(self) -> None:
+        """Release the channel."""
+        self._channel.close()
+
+    def list_datasets(self, timeout: float = 30.0) -> list[DatasetInfo]:
+        """The directory of datasets."""
+        try:
+            resp = self._stub.ListDatasets(analyst_pb2.ListDatasetsRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, target=self.address) from None
+        return [dataset_info_from_proto(d) for d in resp.datasets]
+
+    def list_nodes(self, timeout: float = 30.0) -> list[NodeInfo]:
+        """Known nodes and their liveness."""
+        try:
+            resp = self._stub.ListNodes(analyst_pb2.ListNodesRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, target=self.address) from None
+        return [node_info_from_proto(n) for n in resp.nodes]
+
+    def get_job(self, job_id: str, timeout: float = 30.0) -> JobRecord:
+        """A recorded job."""
+        try:
+            resp = self._stub.GetJob(analyst_pb2.GetJobRequest(job_id=job_id), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, target=self.address) from None
+        return job_record_from_proto(resp)
+
+    def submit_query(self, request: QueryRequest, timeout: float | None) -> Iterator[JobEvent]:
+        """Run a query; yields events as they arrive. Errors carry the job id if known."""
+        job_id: str | None = None
+        header: tuple[tuple[str, ...], tuple[ColumnKind, ...], int] | None = None
+        rows: list[tuple[Cell, ...]] = []
+        try:
+            stream = self._stub.SubmitQuery(
+                analyst_pb2.SubmitQueryRequest(sql=request.sql, protocol=request.protocol.value),
+                timeout=timeout,
+            )
+            for event in stream:
+                job_id = event.job_id
+                which = event.WhichOneof("event")
+                if which == "accepted":
+                    a = event.accepted
+                    yield JobAccepted(
+                        job_id=job_id,
+                        sql=a.sql,
+                        protocol=protocol_from_wire(a.protocol),
+                        dataset=a.dataset,
+                        selected_nodes=a.selected_nodes,
+                        submitted_at=a.submitted_at,
+                    )
+                elif which == "progress":
+                    p = event.progress
+                    yield JobProgress(job_id, p.stage, p.done, p.total)
+                elif which == "result_header":
+                    header = table_header_from_proto(event.result_header)
+                elif which == "result_rows":
+                    if header is None:
+                        raise FederationError("result rows arrived before the result header")
+                    rows.extend(rows_from_proto(event.result_rows.rows, len(header[0])))
+                elif which == "completed":
+                    if header is not None:
+                        names, kinds, count = header
+                        if count != len(rows):
+                            raise FederationError(
+                                f"result announced {count} rows but {len(rows)} arrived"
+                            )
+                        yield JobResult(job_id, ResultTable(names, kinds, tuple(rows)))
+                    c = event.completed
+                    yield JobCompleted(
+                        job_id=job_id,
+                        protocol=protocol_from_wire(c.protocol),
+                        selected_nodes=c.selected_nodes,
+                        contributing_nodes=c.contributing_nodes,
+                        finished_at=c.finished_at,
+                    )
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc, target=self.address)
+            error.job_id = job_id
+            raise error from None

@@ -1,0 +1,354 @@
+"""Conversions for the node <-> coordinator stream, and vector chunking.
+
+Slots named inside node messages are never trusted: the coordinator fills in
+the sender from the stream's identity (``sender=UNKNOWN_SLOT`` here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from federation.errors import FederationError, MessageTooLargeError, ProtocolError
+from federation.messages import (
+    CoordinatorToNode,
+    Heartbeat,
+    NodeToCoordinator,
+    Registered,
+    Registration,
+    SecAggFromNode,
+    SecAggSetup,
+    SecAggToNode,
+    TaskAssignment,
+    TaskCancelled,
+    TaskFailure,
+)
+from federation.protocols.secagg.messages import (
+    KeyAdvertisement,
+    KeyRoster,
+    MaskedInput,
+    PublicKeys,
+    ShareBundle,
+    ShareDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from federation.transport.serde import (
+    error_from_proto,
+    error_to_proto,
+    protocol_from_wire,
+    schema_from_proto,
+    schema_to_proto,
+)
+from federation.v1 import node_pb2
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "MAX_VECTOR_LENGTH",
+    "UNKNOWN_SLOT",
+    "MaskedInputChunk",
+    "VectorAssembler",
+    "coordinator_message_from_proto",
+    "coordinator_message_to_proto",
+    "node_message_from_proto",
+    "node_messages_to_proto",
+]
+
+UNKNOWN_SLOT = -1
+CHUNK_ELEMENTS = 1 << 17
+"""uint64 elements per vector chunk: 1 MiB of payload, far below the 4 MiB message limit."""
+MAX_VECTOR_LENGTH = 1 << 26
+"""Largest vector (in elements, 512 MiB) a coordinator accepts from a node."""
+
+_LE_U64 = np.dtype("<u8")
+
+
+class MaskedInputChunk:
+    """One received slice of a node's masked input (transport-internal)."""
+
+    __slots__ = ("data", "job_id", "offset", "total_length")
+
+    def __init__(self, job_id: str, offset: int, total_length: int, data: bytes) -> None:
+        self.job_id = job_id
+        self.offset = offset
+        self.total_length = total_length
+        self.data = data
+
+
+class VectorAssembler:
+    """Reassembles a vector sent as contiguous chunks; rejects anything else."""
+
+    def __init__(self, total_length: int) -> None:
+        if not 0 < total_length <= MAX_VECTOR_LENGTH:
+            raise MessageTooLargeError(
+                f"a vector of {total_length} elements was announced; "
+                f"the limit is {MAX_VECTOR_LENGTH}"
+            )
+        self.total_length = total_length
+        self._buffer = bytearray(total_length * 8)
+        self._filled = 0
+
+    def add(self, chunk: MaskedInputChunk) -> np.ndarray | None:
+        """Add the next chunk; returns the whole vector once it is complete."""
+        if chunk.total_length != self.total_length:
+            raise ProtocolError("vector chunks disagree on the total length")
+        if chunk.offset != self._filled:
+            raise ProtocolError(
+                f"vector chunk at offset {chunk.offset}, expected {self._filled} (chunks in order)"
+            )
+        if len(chunk.data) % 8 or not chunk.data:
+            raise ProtocolError("a vector chunk must hold a positive whole number of uint64 values")
+        count = len(chunk.data) // 8
+        if self._filled + count > self.total_length:
+            raise ProtocolError("vector chunks exceed the announced length")
+        self._buffer[self._filled * 8 : (self._filled + count) * 8] = chunk.data
+        self._filled += count
+        if self._filled < self.total_length:
+            return None
+        return np.frombuffer(bytes(self._buffer), dtype=_LE_U64).astype(np.uint64, copy=False)
+
+
+def _slot_bytes(items: Mapping[int, bytes]) -> list[node_pb2.SlotBytes]:
+    return [node_pb2.SlotBytes(slot=k, data=v) for k, v in sorted(items.items())]
+
+
+def _slot_map(items: Iterable[node_pb2.SlotBytes], what: str) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for item in items:
+        if item.slot in out:
+            raise ProtocolError(f"{what} names slot {item.slot} twice")
+        out[int(item.slot)] = bytes(item.data)
+    return out
+
+
+# --- node -> coordinator ---------------------------------------------------
+
+
+def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.NodeMessage]:
+    """Domain -> wire; a masked input becomes as many chunks as it needs."""
+    if isinstance(message, Registration):
+        yield node_pb2.NodeMessage(
+            register=node_pb2.Register(
+                node_name=message.node_name,
+                agent_version=message.agent_version,
+                protocol_version=message.protocol_version,
+                datasets=[schema_to_proto(s) for s in message.datasets],
+            )
+        )
+    elif isinstance(message, Heartbeat):
+        yield node_pb2.NodeMessage(heartbeat=node_pb2.Heartbeat(sent_at=message.sent_at))
+    elif isinstance(message, TaskFailure):
+        yield node_pb2.NodeMessage(
+            task_failed=node_pb2.TaskFailed(
+                job_id=message.job_id, error=error_to_proto(message.error)
+            )
+        )
+    elif isinstance(message, SecAggFromNode):
+        yield from _secagg_node_to_proto(message)
+    else:  # pragma: no cover - exhaustive over NodeToCoordinator
+        raise TypeError(f"not a node message: {type(message).__name__}")
+
+
+def _secagg_node_to_proto(message: SecAggFromNode) -> Iterator[node_pb2.NodeMessage]:
+    body = message.message
+    job = message.job_id
+    if isinstance(body, KeyAdvertisement):
+        keys = node_pb2.PublicKeys(
+            encryption_key=body.keys.encryption_key, masking_key=body.keys.masking_key
+        )
+        yield node_pb2.NodeMessage(
+            secagg=node_pb2.SecAggNodeMessage(job_id=job, advertise_keys=keys)
+        )
+    elif isinstance(body, ShareBundle):
+        bundle = node_pb2.ShareBundle(ciphertexts=_slot_bytes(body.ciphertexts))
+        yield node_pb2.NodeMessage(
+            secagg=node_pb2.SecAggNodeMessage(job_id=job, share_bundle=bundle)
+        )
+    elif isinstance(body, MaskedInput):
+        raw = np.ascontiguousarray(body.vector, dtype=_LE_U64).tobytes()
+        total = len(raw) // 8
+        for start in range(0, max(total, 1), CHUNK_ELEMENTS):
+            stop = min(start + CHUNK_ELEMENTS, total)
+            chunk = node_pb2.VectorChunk(
+                offset=start, total_length=total, data=raw[start * 8 : stop * 8]
+            )
+            yield node_pb2.NodeMessage(
+                secagg=node_pb2.SecAggNodeMessage(job_id=job, masked_input=chunk)
+            )
+    else:
+        response = node_pb2.UnmaskResponse(
+            self_mask_shares=_slot_bytes(body.self_mask_shares),
+            key_shares=_slot_bytes(body.key_shares),
+        )
+        yield node_pb2.NodeMessage(
+            secagg=node_pb2.SecAggNodeMessage(job_id=job, unmask_response=response)
+        )
+
+
+def node_message_from_proto(
+    msg: node_pb2.NodeMessage,
+) -> NodeToCoordinator | MaskedInputChunk:
+    """Wire -> domain. Masked inputs arrive as chunks for a VectorAssembler."""
+    which = msg.WhichOneof("body")
+    if which == "register":
+        reg = msg.register
+        return Registration(
+            node_name=reg.node_name,
+            datasets=tuple(schema_from_proto(s) for s in reg.datasets),
+            agent_version=reg.agent_version,
+            protocol_version=reg.protocol_version,
+        )
+    if which == "heartbeat":
+        return Heartbeat(sent_at=msg.heartbeat.sent_at)
+    if which == "task_failed":
+        return TaskFailure(
+            job_id=msg.task_failed.job_id, error=error_from_proto(msg.task_failed.error)
+        )
+    if which == "secagg":
+        return _secagg_node_from_proto(msg.secagg)
+    raise FederationError("empty node message: no body set")
+
+
+def _secagg_node_from_proto(
+    msg: node_pb2.SecAggNodeMessage,
+) -> SecAggFromNode | MaskedInputChunk:
+    which = msg.WhichOneof("round")
+    if which == "advertise_keys":
+        keys = PublicKeys(
+            encryption_key=bytes(msg.advertise_keys.encryption_key),
+            masking_key=bytes(msg.advertise_keys.masking_key),
+        )
+        return SecAggFromNode(msg.job_id, KeyAdvertisement(sender=UNKNOWN_SLOT, keys=keys))
+    if which == "share_bundle":
+        cts = _slot_map(msg.share_bundle.ciphertexts, "a share bundle")
+        return SecAggFromNode(msg.job_id, ShareBundle(sender=UNKNOWN_SLOT, ciphertexts=cts))
+    if which == "masked_input":
+        c = msg.masked_input
+        return MaskedInputChunk(msg.job_id, int(c.offset), int(c.total_length), bytes(c.data))
+    if which == "unmask_response":
+        r = msg.unmask_response
+        return SecAggFromNode(
+            msg.job_id,
+            UnmaskResponse(
+                sender=UNKNOWN_SLOT,
+                self_mask_shares=_slot_map(r.self_mask_shares, "an unmask response"),
+                key_shares=_slot_map(r.key_shares, "an unmask response"),
+            ),
+        )
+    raise ProtocolError("secure aggregation message with no round set")
+
+
+# --- coordinator -> node ---------------------------------------------------
+
+
+def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.CoordinatorMessage:
+    """Domain -> wire."""
+    if isinstance(message, Registered):
+        return node_pb2.CoordinatorMessage(
+            registered=node_pb2.Registered(
+                node_name=message.node_name, heartbeat_interval=message.heartbeat_interval
+            )
+        )
+    if isinstance(message, TaskAssignment):
+        s = message.secagg
+        setup = node_pb2.SecAggSetup(
+            slots=s.slots,
+            slot=s.slot,
+            vector_length=s.vector_length,
+            threshold=s.threshold,
+            neighbours=[node_pb2.NeighbourList(slots=list(n)) for n in s.neighbours],
+        )
+        return node_pb2.CoordinatorMessage(
+            task=node_pb2.Task(
+                job_id=message.job_id,
+                dataset=message.dataset,
+                sql=message.sql,
+                fingerprint=message.fingerprint,
+                protocol=message.protocol.value,
+                round_timeout=message.round_timeout,
+                secagg=setup,
+            )
+        )
+    if isinstance(message, TaskCancelled):
+        return node_pb2.CoordinatorMessage(
+            cancel=node_pb2.CancelTask(job_id=message.job_id, reason=error_to_proto(message.reason))
+        )
+    body = message.message
+    out = node_pb2.SecAggCoordinatorMessage(job_id=message.job_id)
+    if isinstance(body, KeyRoster):
+        out.key_roster.keys.extend(
+            node_pb2.SlotKeys(
+                slot=slot,
+                keys=node_pb2.PublicKeys(
+                    encryption_key=k.encryption_key, masking_key=k.masking_key
+                ),
+            )
+            for slot, k in sorted(body.keys.items())
+        )
+    elif isinstance(body, ShareDelivery):
+        out.share_delivery.ciphertexts.extend(_slot_bytes(body.ciphertexts))
+    else:
+        out.unmask_request.survivors.extend(body.survivors)
+        out.unmask_request.dropped.extend(body.dropped)
+    return node_pb2.CoordinatorMessage(secagg=out)
+
+
+def coordinator_message_from_proto(
+    msg: node_pb2.CoordinatorMessage, *, recipient: int = UNKNOWN_SLOT
+) -> CoordinatorToNode:
+    """Wire -> domain. ``recipient`` is the node's own slot in the job, if known."""
+    which = msg.WhichOneof("body")
+    if which == "registered":
+        return Registered(
+            node_name=msg.registered.node_name,
+            heartbeat_interval=msg.registered.heartbeat_interval,
+        )
+    if which == "task":
+        t = msg.task
+        s = t.secagg
+        return TaskAssignment(
+            job_id=t.job_id,
+            dataset=t.dataset,
+            sql=t.sql,
+            fingerprint=t.fingerprint,
+            protocol=protocol_from_wire(t.protocol),
+            round_timeout=t.round_timeout,
+            secagg=SecAggSetup(
+                slots=s.slots,
+                slot=s.slot,
+                vector_length=int(s.vector_length),
+                threshold=s.threshold,
+                neighbours=tuple(tuple(int(x) for x in n.slots) for n in s.neighbours),
+            ),
+        )
+    if which == "cancel":
+        return TaskCancelled(job_id=msg.cancel.job_id, reason=error_from_proto(msg.cancel.reason))
+    if which == "secagg":
+        sa = msg.secagg
+        rnd = sa.WhichOneof("round")
+        if rnd == "key_roster":
+            keys: dict[int, PublicKeys] = {}
+            for item in sa.key_roster.keys:
+                if item.slot in keys:
+                    raise ProtocolError(f"key roster names slot {item.slot} twice")
+                keys[int(item.slot)] = PublicKeys(
+                    encryption_key=bytes(item.keys.encryption_key),
+                    masking_key=bytes(item.keys.masking_key),
+                )
+            return SecAggToNode(sa.job_id, KeyRoster(recipient=recipient, keys=keys))
+        if rnd == "share_delivery":
+            cts = _slot_map(sa.share_delivery.ciphertexts, "a share delivery")
+            return SecAggToNode(sa.job_id, ShareDelivery(recipient=recipient, ciphertexts=cts))
+        if rnd == "unmask_request":
+            req = sa.unmask_request
+            return SecAggToNode(
+                sa.job_id,
+                UnmaskRequest(
+                    recipient=recipient,
+                    survivors=tuple(int(x) for x in req.survivors),
+                    dropped=tuple(int(x) for x in req.dropped),
+                ),
+            )
+        raise ProtocolError("secure aggregation message with no round set")
+    raise FederationError("empty coordinator message: no body set")

@@ -1,0 +1,275 @@
+"""The coordinator's gRPC server: thin servicers over a CoordinatorBackend.
+
+Each servicer method converts wire to domain, calls the backend, and converts
+back; :func:`~federation.transport.status.error_boundary` maps our errors to
+gRPC statuses. Node streams are pumped by one reader thread each, which
+reassembles chunked vectors before handing complete messages to the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+
+from federation.errors import FederationError, MessageTooLargeError, ProtocolError
+from federation.messages import (
+    JobAccepted,
+    JobCompleted,
+    JobProgress,
+    JobResult,
+    QueryRequest,
+    Registration,
+    SecAggFromNode,
+)
+from federation.protocols.secagg.messages import MaskedInput
+from federation.transport.backend import CoordinatorBackend, OutboxClosed, QueueOutbox
+from federation.transport.options import MAX_SQL_BYTES, server_options
+from federation.transport.serde import (
+    ROWS_PER_CHUNK,
+    dataset_info_to_proto,
+    job_record_to_proto,
+    node_info_to_proto,
+    protocol_from_wire,
+    rows_to_proto,
+    table_header_to_proto,
+)
+from federation.transport.serde_node import (
+    UNKNOWN_SLOT,
+    MaskedInputChunk,
+    VectorAssembler,
+    coordinator_message_to_proto,
+    node_message_from_proto,
+)
+from federation.transport.status import abort_with, error_boundary
+from federation.v1 import analyst_pb2, analyst_pb2_grpc, node_pb2, node_pb2_grpc
+
+__all__ = ["CoordinatorServer", "start_coordinator_server"]
+
+log = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.5
+
+
+class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
+    def __init__(self, backend: CoordinatorBackend) -> None:
+        self._backend = backend
+
+    def GetInfo(
+        self, request: analyst_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> analyst_pb2.CoordinatorInfo:
+        with error_boundary(context, "GetInfo"):
+            info = self._backend.info()
+            return analyst_pb2.CoordinatorInfo(
+                version=info.version,
+                protocol_version=info.protocol_version,
+                protocols=[p.value for p in info.protocols],
+            )
+
+    def ListDatasets(
+        self, request: analyst_pb2.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> analyst_pb2.ListDatasetsResponse:
+        with error_boundary(context, "ListDatasets"):
+            infos = self._backend.list_datasets()
+            return analyst_pb2.ListDatasetsResponse(
+                datasets=[dataset_info_to_proto(i) for i in infos]
+            )
+
+    def ListNodes(
+        self, request: analyst_pb2.ListNodesRequest, context: grpc.ServicerContext
+    ) -> analyst_pb2.ListNodesResponse:
+        with error_boundary(context, "ListNodes"):
+            nodes = self._backend.list_nodes()
+            return analyst_pb2.ListNodesResponse(nodes=[node_info_to_proto(n) for n in nodes])
+
+    def SubmitQuery(
+        self, request: analyst_pb2.SubmitQueryRequest, context: grpc.ServicerContext
+    ) -> Iterator[analyst_pb2.JobEvent]:
+        with error_boundary(context, "SubmitQuery"):
+            if len(request.sql.encode()) > MAX_SQL_BYTES:
+                raise MessageTooLargeError(
+                    f"query text is {len(request.sql.encode())} bytes; the limit is {MAX_SQL_BYTES}"
+                )
+            query = QueryRequest(sql=request.sql, protocol=protocol_from_wire(request.protocol))
+            for event in self._backend.run_query(query):
+                yield from _job_event_to_proto(event)
+
+    def GetJob(
+        self, request: analyst_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> analyst_pb2.JobRecord:
+        with error_boundary(context, "GetJob"):
+            return job_record_to_proto(self._backend.get_job(request.job_id))
+
+
+def _job_event_to_proto(
+    event: JobAccepted | JobProgress | JobResult | JobCompleted,
+) -> Iterator[analyst_pb2.JobEvent]:
+    if isinstance(event, JobAccepted):
+        yield analyst_pb2.JobEvent(
+            job_id=event.job_id,
+            accepted=analyst_pb2.JobAccepted(
+                sql=event.sql,
+                protocol=event.protocol.value,
+                dataset=event.dataset,
+                selected_nodes=event.selected_nodes,
+                submitted_at=event.submitted_at,
+            ),
+        )
+    elif isinstance(event, JobProgress):
+        yield analyst_pb2.JobEvent(
+            job_id=event.job_id,
+            progress=analyst_pb2.JobProgress(stage=event.stage, done=event.done, total=event.total),
+        )
+    elif isinstance(event, JobResult):
+        table = event.table
+        yield analyst_pb2.JobEvent(job_id=event.job_id, result_header=table_header_to_proto(table))
+        for start in range(0, len(table.rows), ROWS_PER_CHUNK):
+            rows = rows_to_proto(table.rows[start : start + ROWS_PER_CHUNK])
+            yield analyst_pb2.JobEvent(
+                job_id=event.job_id, result_rows=analyst_pb2.ResultRows(rows=rows)
+            )
+    else:
+        yield analyst_pb2.JobEvent(
+            job_id=event.job_id,
+            completed=analyst_pb2.JobCompleted(
+                contributing_nodes=event.contributing_nodes,
+                selected_nodes=event.selected_nodes,
+                finished_at=event.finished_at,
+                protocol=event.protocol.value,
+            ),
+        )
+
+
+class _NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    def __init__(self, backend: CoordinatorBackend) -> None:
+        self._backend = backend
+
+    def Connect(
+        self, request_iterator: Iterator[node_pb2.NodeMessage], context: grpc.ServicerContext
+    ) -> Iterator[node_pb2.CoordinatorMessage]:
+        outbox = QueueOutbox()
+        with error_boundary(context, "NodeService.Connect"):
+            first = next(request_iterator, None)
+            if first is None:
+                return
+            registration = node_message_from_proto(first)
+            if not isinstance(registration, Registration):
+                raise ProtocolError("the first message on a node stream must be a registration")
+            session = self._backend.attach_node(registration, outbox, context.peer())
+        detached = threading.Event()
+
+        def detach() -> None:
+            if not detached.is_set():
+                detached.set()
+                outbox.close()
+                self._backend.detach_node(session)
+
+        context.add_callback(detach)
+        pump = threading.Thread(
+            target=self._pump,
+            args=(request_iterator, session, outbox),
+            name=f"node-stream-{registration.node_name}",
+            daemon=True,
+        )
+        pump.start()
+        try:
+            while True:
+                item = outbox.get(_POLL_SECONDS)
+                if item is None:
+                    if not context.is_active():
+                        break
+                    continue
+                if isinstance(item, OutboxClosed):
+                    if item.error is not None:
+                        abort_with(context, item.error)
+                    break
+                yield coordinator_message_to_proto(item)
+        finally:
+            detach()
+
+    def _pump(
+        self,
+        request_iterator: Iterator[node_pb2.NodeMessage],
+        session: object,
+        outbox: QueueOutbox,
+    ) -> None:
+        assemblers: dict[str, VectorAssembler] = {}
+        try:
+            for raw in request_iterator:
+                message = node_message_from_proto(raw)
+                if isinstance(message, MaskedInputChunk):
+                    assembler = assemblers.get(message.job_id)
+                    if assembler is None:
+                        assembler = VectorAssembler(message.total_length)
+                        assemblers[message.job_id] = assembler
+                    vector = assembler.add(message)
+                    if vector is None:
+                        continue
+                    del assemblers[message.job_id]
+                    self._backend.node_message(
+                        session,
+                        SecAggFromNode(message.job_id, MaskedInput(UNKNOWN_SLOT, vector)),
+                    )
+                elif isinstance(message, Registration):
+                    raise ProtocolError("a node may register only once per stream")
+                else:
+                    self._backend.node_message(session, message)
+        except FederationError as exc:
+            log.warning("closing a node stream: [%s] %s", exc.code, exc.message)
+            outbox.close(exc)
+        except grpc.RpcError:
+            pass  # the node went away; detach happens in the stream's callback
+        except Exception:
+            log.exception("unexpected error on a node stream")
+            outbox.close(FederationError("internal error while reading the node stream"))
+        finally:
+            outbox.close()
+
+
+@dataclass
+class CoordinatorServer:
+    """A running coordinator gRPC server."""
+
+    server: grpc.Server
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``host:port`` that nodes and analysts dial."""
+        return f"{self.host}:{self.port}"
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop serving; in-flight calls get ``grace`` seconds."""
+        self.server.stop(grace).wait()
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        self.server.wait_for_termination()
+
+
+def start_coordinator_server(
+    backend: CoordinatorBackend,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_workers: int = 256,
+) -> CoordinatorServer:
+    """Serve ``backend`` on ``host:port`` (port 0 picks a free port) and return at once."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="coordinator-rpc"),
+        options=server_options(),
+        maximum_concurrent_rpcs=max_workers,
+    )
+    analyst_pb2_grpc.add_AnalystServiceServicer_to_server(_AnalystServicer(backend), server)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(backend), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise FederationError(f"cannot listen on {host}:{port} (address in use or not local?)")
+    server.start()
+    log.info("coordinator listening on %s:%d", host, bound)
+    return CoordinatorServer(server=server, host=host, port=bound)

@@ -1,0 +1,116 @@
+"""The one place where our errors meet gRPC status codes.
+
+Servers wrap every handler in :func:`error_boundary`, which turns a
+:class:`~federation.errors.FederationError` into ``context.abort(status, message)``
+with the error's stable code in the trailing metadata; anything unexpected is
+logged with its traceback and reported as ``INTERNAL`` without details.
+Clients call :func:`error_from_rpc` to turn a ``grpc.RpcError`` back into the
+typed error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import NoReturn
+
+import grpc
+
+from federation import errors
+
+__all__ = ["CODE_METADATA_KEY", "STATUS_BY_CODE", "error_boundary", "error_from_rpc"]
+
+log = logging.getLogger(__name__)
+
+CODE_METADATA_KEY = "federation-error-code"
+
+_S = grpc.StatusCode
+STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
+    errors.FederationError.code: _S.INTERNAL,
+    errors.ConfigError.code: _S.INVALID_ARGUMENT,
+    errors.QueryError.code: _S.INVALID_ARGUMENT,
+    errors.QuerySyntaxError.code: _S.INVALID_ARGUMENT,
+    errors.NonAggregateQueryError.code: _S.INVALID_ARGUMENT,
+    errors.UnsupportedQueryError.code: _S.INVALID_ARGUMENT,
+    errors.UnknownColumnError.code: _S.NOT_FOUND,
+    errors.QueryTypeError.code: _S.INVALID_ARGUMENT,
+    errors.UnknownDatasetError.code: _S.NOT_FOUND,
+    errors.SchemaMismatchError.code: _S.FAILED_PRECONDITION,
+    errors.DataError.code: _S.FAILED_PRECONDITION,
+    errors.ValueOutOfRangeError.code: _S.OUT_OF_RANGE,
+    errors.ProtocolError.code: _S.ABORTED,
+    errors.TooFewParticipantsError.code: _S.UNAVAILABLE,
+    errors.RoundDeadlineError.code: _S.DEADLINE_EXCEEDED,
+    errors.NodeTaskError.code: _S.FAILED_PRECONDITION,
+    errors.MessageTooLargeError.code: _S.RESOURCE_EXHAUSTED,
+    errors.UnknownJobError.code: _S.NOT_FOUND,
+    errors.CoordinatorUnavailableError.code: _S.UNAVAILABLE,
+    errors.WeakParametersError.code: _S.FAILED_PRECONDITION,
+}
+
+_CLASS_BY_STATUS: dict[grpc.StatusCode, type[errors.FederationError]] = {
+    _S.INVALID_ARGUMENT: errors.QueryError,
+    _S.NOT_FOUND: errors.FederationError,
+    _S.FAILED_PRECONDITION: errors.FederationError,
+    _S.OUT_OF_RANGE: errors.ValueOutOfRangeError,
+    _S.ABORTED: errors.ProtocolError,
+    _S.DEADLINE_EXCEEDED: errors.RoundDeadlineError,
+    _S.RESOURCE_EXHAUSTED: errors.MessageTooLargeError,
+    _S.UNAVAILABLE: errors.CoordinatorUnavailableError,
+}
+
+
+def status_for(error: errors.FederationError) -> grpc.StatusCode:
+    """The gRPC status an error maps to (INTERNAL for unregistered codes)."""
+    return STATUS_BY_CODE.get(error.code, _S.INTERNAL)
+
+
+def abort_with(context: grpc.ServicerContext, error: errors.FederationError) -> NoReturn:
+    """Abort the RPC with the status, message and code of ``error``."""
+    context.set_trailing_metadata(((CODE_METADATA_KEY, error.code),))
+    context.abort(status_for(error), error.message)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def error_boundary(context: grpc.ServicerContext, method: str) -> Iterator[None]:
+    """Map errors raised inside a servicer method to gRPC statuses, and log them."""
+    try:
+        yield
+    except errors.FederationError as exc:
+        log.info("%s refused: [%s] %s", method, exc.code, exc.message)
+        abort_with(context, exc)
+    except Exception:
+        code = getattr(context, "code", lambda: None)()
+        if code is not None:  # already aborted by abort_with or by grpc itself
+            raise
+        log.exception("%s failed with an unexpected error", method)
+        context.set_trailing_metadata(((CODE_METADATA_KEY, errors.FederationError.code),))
+        context.abort(_S.INTERNAL, f"internal error in {method}; see the coordinator log")
+
+
+def error_from_rpc(exc: grpc.RpcError, *, target: str = "") -> errors.FederationError:
+    """Turn a failed RPC into our typed error (by the code in its trailing metadata)."""
+    code_fn = getattr(exc, "code", None)
+    details_fn = getattr(exc, "details", None)
+    trailing_fn = getattr(exc, "trailing_metadata", None)
+    status = code_fn() if callable(code_fn) else _S.UNKNOWN
+    details = (details_fn() if callable(details_fn) else None) or str(status)
+    code = None
+    if callable(trailing_fn):
+        for key, value in trailing_fn() or ():
+            if key == CODE_METADATA_KEY:
+                code = value if isinstance(value, str) else value.decode()
+    if code is not None:
+        return errors.error_class_for_code(code)(details)
+    if status == _S.UNAVAILABLE:
+        where = f" at {target}" if target else ""
+        return errors.CoordinatorUnavailableError(
+            f"cannot reach the coordinator{where}: {details}. "
+            "Check the address and that `federation coordinator serve` is running."
+        )
+    if status == _S.RESOURCE_EXHAUSTED:
+        return errors.MessageTooLargeError(f"message size limit exceeded: {details}")
+    cls = _CLASS_BY_STATUS.get(status, errors.FederationError)
+    return cls(f"{status.name}: {details}")

@@ -1,0 +1,219 @@
+"""The node agent: dials the coordinator, registers, serves tasks, reconnects.
+
+Data holders open no inbound port. The agent keeps one stream to the
+coordinator, sends heartbeats on it, and runs each task on its own thread.
+If the stream breaks it reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from federation.errors import CoordinatorUnavailableError, FederationError
+from federation.messages import (
+    ErrorInfo,
+    Heartbeat,
+    NodeToCoordinator,
+    Registered,
+    Registration,
+    SecAggToNode,
+    TaskAssignment,
+    TaskCancelled,
+    TaskFailure,
+)
+from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
+from nodes.config import NodeConfig
+from nodes.datasets import LocalData
+from nodes.task import DropoutStage, SecAggTask
+
+__all__ = ["AGENT_VERSION", "NodeAgent"]
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "federation-node/0.1"
+
+
+class NodeAgent:
+    """A node agent serving the datasets of one NodeConfig."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        data: LocalData | None = None,
+        die_at: DropoutStage | None = None,
+        reconnect: bool = True,
+        link_factory: Callable[[str], NodeLink] = GrpcNodeLink,
+    ) -> None:
+        self.config = config
+        self.data = data or LocalData(config.datasets, threads=config.duckdb_threads)
+        self._die_at = die_at
+        self._link_factory = link_factory
+        self._reconnect = reconnect and die_at is None
+        self._stop = threading.Event()
+        self.registered = threading.Event()
+        self.dead = threading.Event()
+        self._link: NodeLink | None = None
+        self._tasks: dict[str, SecAggTask] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{config.name}-compute")
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the agent on a background thread."""
+        self._thread = threading.Thread(
+            target=self.run, name=f"node-{self.config.name}", daemon=True
+        )
+        self._thread.start()
+
+    def run(self) -> None:
+        """Connect and serve until stopped, reconnecting with backoff."""
+        delay = 0.5
+        while not self._stop.is_set():
+            link = self._link_factory(self.config.coordinator)
+            try:
+                registered = link.open(
+                    Registration(
+                        node_name=self.config.name,
+                        datasets=self.data.schemas,
+                        agent_version=AGENT_VERSION,
+                    )
+                )
+            except CoordinatorUnavailableError as exc:
+                log.warning("node %s: %s; retrying in %.1f s", self.config.name, exc.message, delay)
+                link.close()
+                if not self._reconnect or self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, 30.0)
+                continue
+            except FederationError as exc:
+                log.error(
+                    "node %s: registration refused: [%s] %s",
+                    self.config.name,
+                    exc.code,
+                    exc.message,
+                )
+                link.close()
+                break
+            delay = 0.5
+            self._link = link
+            self.registered.set()
+            log.info("node %s: registered with %s", self.config.name, self.config.coordinator)
+            self._serve(link, registered)
+            self.registered.clear()
+            self._cancel_tasks()
+            link.close()
+            if not self._reconnect or self._stop.is_set():
+                break
+            self._stop.wait(delay)
+        self.dead.set()
+
+    def stop(self) -> None:
+        """Stop serving and close the connection."""
+        self._stop.set()
+        if self._link is not None:
+            self._link.close()
+        self._cancel_tasks()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.data.close()
+
+    def kill(self) -> None:
+        """Die abruptly, as a crashed machine would (fault injection)."""
+        self._stop.set()
+        if self._link is not None:
+            self._link.kill()
+        self._cancel_tasks()
+
+    # --- serving ----------------------------------------------------------------------
+
+    def _serve(self, link: NodeLink, registered: Registered) -> None:
+        interval = max(registered.heartbeat_interval, 0.1)
+        next_beat = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                link.send(Heartbeat(sent_at=time.time()))
+                next_beat = now + interval
+            message = link.receive(timeout=min(0.5, interval))
+            if message is None:
+                continue
+            if isinstance(message, LinkClosed):
+                if not self._stop.is_set():
+                    log.warning(
+                        "node %s: stream ended: %s", self.config.name, message.error.message
+                    )
+                return
+            self._dispatch(message)
+
+    def _send(self, message: NodeToCoordinator) -> None:
+        link = self._link
+        if link is not None:
+            link.send(message)
+
+    def _dispatch(self, message: object) -> None:
+        if isinstance(message, TaskAssignment):
+            self._start_task(message)
+        elif isinstance(message, SecAggToNode):
+            with self._lock:
+                task = self._tasks.get(message.job_id)
+            if task is None:
+                log.debug("node %s: message for unknown job %s", self.config.name, message.job_id)
+            else:
+                task.deliver(message.message)
+        elif isinstance(message, TaskCancelled):
+            with self._lock:
+                task = self._tasks.pop(message.job_id, None)
+            if task is not None:
+                log.info(
+                    "node %s: job %s cancelled: %s",
+                    self.config.name,
+                    message.job_id,
+                    message.reason.message,
+                )
+                task.cancel()
+        else:
+            log.debug("node %s: ignoring %s", self.config.name, type(message).__name__)
+
+    def _start_task(self, assignment: TaskAssignment) -> None:
+        with self._lock:
+            for job_id in [j for j, t in self._tasks.items() if t.finished.is_set()]:
+                del self._tasks[job_id]
+            if assignment.job_id in self._tasks:
+                self._send(
+                    TaskFailure(
+                        assignment.job_id,
+                        ErrorInfo("protocol_error", "this job was already assigned to this node"),
+                    )
+                )
+                return
+            task = SecAggTask(
+                assignment,
+                self.data,
+                self._send,
+                compute_pool=self._pool,
+                die_at=self._die_at,
+                die=self.kill,
+            )
+            self._tasks[assignment.job_id] = task
+        log.info(
+            "node %s: task for job %s on dataset %s",
+            self.config.name,
+            assignment.job_id,
+            assignment.dataset,
+        )
+        task.start()
+
+    def _cancel_tasks(self) -> None:
+        with self._lock:
+            tasks = list(self._tasks.values())
+            self._tasks.clear()
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,163 @@
+"""Node configuration: who the node is, where its coordinator is, what data it serves.
+
+A node config is a TOML file::
+
+    [node]
+    name = "hospital-a"
+    coordinator = "coordinator.example.org:50051"
+
+    [[dataset]]
+    name = "patients"
+    source = "data/patients.csv"     # .csv, .parquet, or a DuckDB file (see `table`)
+    # table = "patients"             # the table inside a DuckDB database file
+
+    [[dataset.column]]
+    name = "age"
+    type = "integer"                 # integer | double | categorical | text
+    classification = "internal"      # public | internal | confidential | restricted
+    bounds = [0, 120]                # optional, numeric columns
+
+    [[dataset.column]]
+    name = "sex"
+    type = "categorical"
+    domain = ["F", "M"]
+
+Relative source paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.errors import ConfigError
+from federation.schema import Column, DatasetSchema
+
+__all__ = ["DatasetConfig", "NodeConfig", "SourceFormat", "load_node_config", "parse_node_config"]
+
+
+class SourceFormat(enum.Enum):
+    """Where a dataset's rows live."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+    DUCKDB = "duckdb"
+
+
+_SUFFIXES = {
+    ".csv": SourceFormat.CSV,
+    ".tsv": SourceFormat.CSV,
+    ".parquet": SourceFormat.PARQUET,
+    ".pq": SourceFormat.PARQUET,
+    ".duckdb": SourceFormat.DUCKDB,
+    ".db": SourceFormat.DUCKDB,
+}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset a node serves: its published schema and its private source."""
+
+    schema: DatasetSchema
+    source: Path
+    format: SourceFormat
+    table: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A node agent's whole configuration."""
+
+    name: str
+    coordinator: str
+    datasets: tuple[DatasetConfig, ...]
+    duckdb_threads: int = 1
+    """DuckDB worker threads for local computation."""
+
+
+def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table.get(key)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: '{key}' must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+
+
+def _dataset(raw: Mapping[str, Any], base: Path, index: int) -> DatasetConfig:
+    where = f"dataset #{index + 1}"
+    _check_keys(raw, {"name", "source", "format", "table", "description", "column"}, where)
+    name = _require(raw, "name", str, where)
+    where = f"dataset {name!r}"
+    source = base / _require(raw, "source", str, where)
+    fmt_raw = raw.get("format")
+    if fmt_raw is None:
+        fmt = _SUFFIXES.get(source.suffix.lower())
+        if fmt is None:
+            raise ConfigError(
+                f"{where}: cannot tell the format of {source.name!r} from its extension; "
+                f"set format = one of {[f.value for f in SourceFormat]}"
+            )
+    else:
+        try:
+            fmt = SourceFormat(fmt_raw)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: format must be one of {[f.value for f in SourceFormat]}, got {fmt_raw!r}"
+            ) from None
+    table = raw.get("table")
+    if fmt is SourceFormat.DUCKDB and not isinstance(table, str):
+        raise ConfigError(f'{where}: a DuckDB source needs table = "<table name>"')
+    if fmt is not SourceFormat.DUCKDB and table is not None:
+        raise ConfigError(f"{where}: 'table' applies to DuckDB sources only")
+    columns_raw = raw.get("column")
+    if not isinstance(columns_raw, list) or not columns_raw:
+        raise ConfigError(f"{where}: declare its columns with [[dataset.column]] tables")
+    schema = DatasetSchema(
+        name=name,
+        columns=tuple(Column.from_dict(c) for c in columns_raw),
+        description=str(raw.get("description", "")),
+    )
+    return DatasetConfig(schema=schema, source=source, format=fmt, table=table)
+
+
+def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
+    """Build a NodeConfig from parsed TOML; relative paths resolve against ``base``."""
+    _check_keys(data, {"node", "dataset"}, "node config")
+    node = data.get("node")
+    if not isinstance(node, dict):
+        raise ConfigError("node config: a [node] table with name and coordinator is required")
+    _check_keys(node, {"name", "coordinator", "duckdb_threads"}, "[node]")
+    name = _require(node, "name", str, "[node]")
+    coordinator = _require(node, "coordinator", str, "[node]")
+    threads = node.get("duckdb_threads", 1)
+    if not isinstance(threads, int) or threads < 1:
+        raise ConfigError("[node]: duckdb_threads must be a positive integer")
+    datasets_raw = data.get("dataset", [])
+    if not isinstance(datasets_raw, list):
+        raise ConfigError("node config: datasets are declared as [[dataset]] tables")
+    datasets = tuple(_dataset(d, base, i) for i, d in enumerate(datasets_raw))
+    names = [d.schema.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"node config: a dataset name is declared twice in {names}")
+    return NodeConfig(name=name, coordinator=coordinator, datasets=datasets, duckdb_threads=threads)
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node's TOML config file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"node config {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"node config {str(path)!r} is not valid TOML: {exc}") from None
+    return parse_node_config(data, path.resolve().parent)

@@ -1,0 +1,230 @@
+"""One task at a node: check it, compute locally, take part in secure aggregation.
+
+Each task runs on its own thread with its own inbox, so a slow local
+computation never blocks the node's stream. The node trusts nothing the
+coordinator says about the computation: it parses and binds the SQL against its
+own schema and refuses the task unless the fingerprint matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from federation.errors import FederationError, ProtocolError, SchemaMismatchError
+from federation.messages import (
+    ErrorInfo,
+    NodeToCoordinator,
+    SecAggCoordinatorRound,
+    SecAggFromNode,
+    TaskAssignment,
+    TaskFailure,
+)
+from federation.protocols.secagg import (
+    KeyRoster,
+    NodeSecAgg,
+    SecAggParams,
+    ShareDelivery,
+    UnmaskRequest,
+)
+from federation.query import BoundQuery, bind_query, compute_local, parse_query
+from nodes.datasets import LocalData
+
+__all__ = ["DropoutStage", "SecAggTask"]
+
+log = logging.getLogger(__name__)
+
+
+class DropoutStage(enum.Enum):
+    """Where a simulated node dies (fault injection for researchers).
+
+    A node dies when the coordinator's next message arrives, so whatever it sent
+    before is known to have been delivered: "after_upload" means the coordinator
+    holds its masked input.
+    """
+
+    BEFORE_KEYS = "before_keys"
+    """On receiving its task, before advertising keys."""
+    AFTER_KEYS = "after_keys"
+    """After advertising keys, before sending its shares."""
+    AFTER_SHARES = "after_shares"
+    """After sending its shares, before uploading its masked input."""
+    AFTER_UPLOAD = "after_upload"
+    """After uploading its masked input, before answering the unmasking round."""
+
+
+Send = Callable[[NodeToCoordinator], None]
+Die = Callable[[], None]
+
+
+class SecAggTask:
+    """A node's part in one secure-aggregation job."""
+
+    def __init__(
+        self,
+        assignment: TaskAssignment,
+        data: LocalData,
+        send: Send,
+        *,
+        compute_pool: ThreadPoolExecutor,
+        die_at: DropoutStage | None = None,
+        die: Die | None = None,
+    ) -> None:
+        self.job_id = assignment.job_id
+        self._assignment = assignment
+        self._data = data
+        self._send = send
+        self._pool = compute_pool
+        self._die_at = die_at
+        self._die = die
+        self._inbox: queue.Queue[SecAggCoordinatorRound | FederationError | None] = queue.Queue()
+        self._vector: Future[np.ndarray] | None = None
+        self._machine: NodeSecAgg | None = None
+        self.finished = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"task-{self.job_id[:8]}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Begin the task on its own thread."""
+        self._thread.start()
+
+    def deliver(self, message: SecAggCoordinatorRound) -> None:
+        """A protocol message from the coordinator for this job."""
+        self._inbox.put(message)
+
+    def cancel(self) -> None:
+        """Stop taking part; any state for the job is dropped."""
+        self._inbox.put(None)
+
+    # --- the task thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._start_protocol()
+            timeout = self._assignment.round_timeout * 2 + 5.0
+            while self._machine is not None:
+                try:
+                    message = self._inbox.get(timeout=timeout)
+                except queue.Empty:
+                    log.warning(
+                        "job %s: no word from the coordinator for %.0f s; giving up",
+                        self.job_id,
+                        timeout,
+                    )
+                    return
+                if message is None:
+                    log.info("job %s: cancelled by the coordinator", self.job_id)
+                    return
+                if isinstance(message, FederationError):
+                    raise message
+                if self._handle(message):
+                    return
+        except _NodeDiedError:
+            return
+        except FederationError as exc:
+            log.warning("job %s: refusing the task: [%s] %s", self.job_id, exc.code, exc.message)
+            self._send(TaskFailure(self.job_id, ErrorInfo(exc.code, exc.message)))
+        except Exception:
+            log.exception("job %s: unexpected failure", self.job_id)
+            self._send(
+                TaskFailure(
+                    self.job_id,
+                    ErrorInfo(FederationError.code, "internal error at the node; see its log"),
+                )
+            )
+        finally:
+            self._machine = None  # drop key material as soon as the task ends
+            self._vector = None
+            self.finished.set()
+
+    def _checkpoint(self, stage: DropoutStage) -> None:
+        if self._die_at is stage and self._die is not None:
+            log.warning("job %s: simulated dropout %s", self.job_id, stage.value)
+            self._die()
+            raise _NodeDiedError
+
+    def _bind(self) -> BoundQuery:
+        a = self._assignment
+        schema = self._data.schema(a.dataset)
+        if schema is None:
+            raise SchemaMismatchError(f"this node does not serve dataset {a.dataset!r}")
+        bound = bind_query(parse_query(a.sql), schema)
+        if bound.dataset != a.dataset:
+            raise SchemaMismatchError("the task's SQL names a different dataset than the task")
+        if bound.fingerprint != a.fingerprint:
+            raise SchemaMismatchError(
+                "the computation requested does not match what this node derives from the "
+                "query and its own schema (fingerprint mismatch); refusing"
+            )
+        if bound.vector_length != a.secagg.vector_length:
+            raise SchemaMismatchError("the task's vector length does not match the query")
+        return bound
+
+    def _start_protocol(self) -> None:
+        self._checkpoint(DropoutStage.BEFORE_KEYS)
+        bound = self._bind()
+        setup = self._assignment.secagg
+        params = SecAggParams(
+            job_id=self.job_id,
+            slots=setup.slots,
+            vector_length=setup.vector_length,
+            neighbours=setup.neighbours,
+            threshold=setup.threshold,
+        )
+        self._machine = NodeSecAgg(params, setup.slot)
+        self._vector = self._pool.submit(self._compute, bound)
+        self._vector.add_done_callback(self._computed)
+        self._send(SecAggFromNode(self.job_id, self._machine.advertise_keys()))
+
+    def _compute(self, bound: BoundQuery) -> np.ndarray:
+        cursor = self._data.cursor()
+        try:
+            return compute_local(bound, cursor, self._data.relation(bound.dataset))
+        finally:
+            cursor.close()
+
+    def _computed(self, future: Future[np.ndarray]) -> None:
+        """Report a failed local computation at once, not at the masking round."""
+        error = future.exception()
+        if isinstance(error, FederationError):
+            self._inbox.put(error)
+        elif error is not None:
+            log.error("job %s: local computation failed (%s)", self.job_id, type(error).__name__)
+            self._inbox.put(FederationError("the local computation failed at the node"))
+
+    def _handle(self, message: SecAggCoordinatorRound) -> bool:
+        """Process one round; True when the task is complete."""
+        machine = self._machine
+        if machine is None:  # pragma: no cover - guarded by the caller
+            return True
+        slot = self._assignment.secagg.slot
+        message = dataclasses.replace(message, recipient=slot)
+        if isinstance(message, KeyRoster):
+            self._checkpoint(DropoutStage.AFTER_KEYS)
+            self._send(SecAggFromNode(self.job_id, machine.share_keys(message)))
+            return False
+        if isinstance(message, ShareDelivery):
+            self._checkpoint(DropoutStage.AFTER_SHARES)
+            if self._vector is None:
+                raise ProtocolError("masked input requested before the task started")
+            vector = self._vector.result(timeout=self._assignment.round_timeout)
+            self._send(SecAggFromNode(self.job_id, machine.mask_input(message, vector)))
+            return False
+        if isinstance(message, UnmaskRequest):
+            self._checkpoint(DropoutStage.AFTER_UPLOAD)
+            self._send(SecAggFromNode(self.job_id, machine.unmask(message)))
+            log.info("job %s: done", self.job_id)
+            return True
+        raise ProtocolError(f"unexpected {type(message).__name__} for job {self.job_id}")
+
+
+class _NodeDiedError(Exception):
+    """Internal: unwinds a task whose node was killed by fault injection."""

@@ -1,0 +1,264 @@
+"""Federated == pooled: random data split over 1-10 nodes, against exact references.
+
+Each node's partition is a real DuckDB relation; the nodes' vectors are summed mod
+2**64 exactly as secure aggregation does; the finalized table must match the same
+query on the pooled rows computed in exact rational arithmetic (``tests.reference``),
+within the documented bound ``|err| <= 1e-12·|exact| + E`` (``E`` from the 2**-53
+resolution of double columns; zero for integer columns), and match pandas on ordinary
+data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT
+from federation.query import bind_query, compute_local, finalize, parse_query
+from federation.schema import Column, ColumnType, DatasetSchema
+from federation.table import ResultTable
+from tests.reference import close, exact_mean, exact_sum, exact_var
+
+SCHEMA = DatasetSchema(
+    "d",
+    (
+        Column("g", ColumnType.CATEGORICAL, domain=("a", "b", "c")),
+        Column("h", ColumnType.CATEGORICAL, domain=("x", "y")),
+        Column("i", ColumnType.INTEGER),
+        Column("j", ColumnType.INTEGER, bounds=(-1000, 1000)),
+        Column("x", ColumnType.DOUBLE),
+        Column("y", ColumnType.DOUBLE, bounds=(-50.0, 50.0)),
+        Column("s", ColumnType.TEXT),
+    ),
+)
+ARROW = {
+    ColumnType.INTEGER: pa.int64(),
+    ColumnType.DOUBLE: pa.float64(),
+    ColumnType.CATEGORICAL: pa.string(),
+    ColumnType.TEXT: pa.string(),
+}
+DELTA = 2.0**-53  # encoding error bound of one double value (round(x·2**52) / 2**52)
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Where:
+    sql: str
+    keep: Callable[[Row], bool]
+
+
+WHERES = [
+    Where("", lambda r: True),
+    Where("WHERE i > 0", lambda r: r["i"] is not None and r["i"] > 0),
+    Where(
+        "WHERE g = 'a' OR s LIKE 'q%'",
+        lambda r: r["g"] == "a" or (r["s"] is not None and r["s"].startswith("q")),
+    ),
+    Where(
+        "WHERE x BETWEEN -1000 AND 1e12",
+        lambda r: r["x"] is not None and -1000 <= r["x"] <= 1e12,
+    ),
+    Where(
+        "WHERE h IS NULL AND NOT (j IN (1, 2, 3))",
+        lambda r: r["h"] is None and r["j"] is not None and r["j"] not in (1, 2, 3),
+    ),
+]
+AGGS = ["COUNT", "SUM", "AVG", "VAR_SAMP", "VAR_POP", "STDDEV_SAMP", "STDDEV_POP"]
+
+
+def nullable(s: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), s, s, s)
+
+
+big_ints = st.one_of(
+    st.integers(-100, 100),
+    st.integers(INTEGER_LIMIT - 1000, INTEGER_LIMIT),
+    st.integers(-INTEGER_LIMIT, -INTEGER_LIMIT + 1000),
+    st.integers(-INTEGER_LIMIT, INTEGER_LIMIT),
+)
+doubles = st.one_of(
+    st.floats(-DOUBLE_LIMIT, DOUBLE_LIMIT, allow_nan=False, allow_subnormal=True),
+    st.floats(-1.0, 1.0, allow_nan=False),
+    st.floats(1e7, 1e7 + 0.1),
+    st.sampled_from([DOUBLE_LIMIT, -DOUBLE_LIMIT, 0.0, -0.0, 2.0**-60]),
+)
+rows = st.fixed_dictionaries(
+    {
+        "g": nullable(st.sampled_from(["a", "b", "c"])),
+        "h": nullable(st.sampled_from(["x", "y"])),
+        "i": nullable(big_ints),
+        "j": nullable(st.integers(-1000, 1000)),
+        "x": nullable(doubles),
+        "y": nullable(st.floats(-50.0, 50.0, allow_nan=False)),
+        "s": nullable(st.sampled_from(["q1", "qq", "r", "", "q'"])),
+    }
+)
+partitions = st.lists(st.lists(rows, max_size=12), min_size=1, max_size=10)
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]], tuple[str, ...], Where]:
+    group = draw(st.sampled_from([(), ("g",), ("h",), ("g", "h")]))
+    aggs = draw(
+        st.lists(
+            st.tuples(st.sampled_from(AGGS), st.sampled_from(["i", "j", "x", "y"])),
+            min_size=1,
+            max_size=5,
+            unique=True,
+        )
+    )
+    where = draw(st.sampled_from(WHERES))
+    items = [*group, "COUNT(*)", *(f"{f}({c})" for f, c in aggs)]
+    sql = f"SELECT {', '.join(items)} FROM d {where.sql}"
+    if group:
+        sql += f" GROUP BY {', '.join(group)}"
+    return sql, aggs, group, where
+
+
+def federated(sql: str, parts: list[list[Row]]) -> ResultTable:
+    bound = bind_query(parse_query(sql), SCHEMA)
+    con = duckdb.connect()
+    total = np.zeros(bound.vector_length, dtype=np.uint64)
+    for k, part in enumerate(parts):
+        table = pa.table(
+            {c.name: pa.array([r[c.name] for r in part], ARROW[c.type]) for c in SCHEMA.columns}
+        )
+        con.register(f"node{k}", table)
+        vector = compute_local(bound, con, f'"node{k}"')
+        assert vector.dtype == np.uint64
+        assert vector.shape == (bound.vector_length,)
+        total += vector
+    return finalize(bound, total)
+
+
+def pooled_groups(
+    parts: list[list[Row]], group: tuple[str, ...], where: Where
+) -> list[tuple[tuple[Any, ...], list[Row]]]:
+    """Rows per group of the pooled, filtered data, in domain order with NULL last."""
+    pooled = [r for part in parts for r in part if where.keep(r)]
+    if not group:
+        return [((), pooled)]
+
+    def rank(col: str, value: Any) -> int:
+        domain = SCHEMA.column(col).domain
+        return domain.index(value) if value is not None else len(domain)
+
+    keys = sorted(
+        {tuple(r[c] for c in group) for r in pooled},
+        key=lambda k: [rank(c, v) for c, v in zip(group, k, strict=True)],
+    )
+    return [(k, [r for r in pooled if tuple(r[c] for c in group) == k]) for k in keys]
+
+
+def allowance(func: str, col: str, values: list[Any]) -> float:
+    """The documented absolute error term E for one aggregate (0 for integer columns)."""
+    if SCHEMA.column(col).type is ColumnType.INTEGER:
+        return 0.0
+    n = len(values)
+    sd = math.sqrt(float(exact_var(values, 0) or 0))
+    if func == "SUM":
+        return n * DELTA
+    if func in ("AVG", "STDDEV_POP"):
+        return DELTA
+    if func == "STDDEV_SAMP":
+        return math.sqrt(n / (n - 1)) * DELTA
+    var_pop = 2 * sd * DELTA + DELTA**2
+    return var_pop if func == "VAR_POP" else n / (n - 1) * var_pop
+
+
+def check(func: str, got: Any, values: list[Any], col: str) -> None:
+    present = [v for v in values if v is not None]
+    if func == "COUNT":
+        assert got == len(present)
+        return
+    if func == "SUM":
+        expected = exact_sum(present)
+        if SCHEMA.column(col).type is ColumnType.INTEGER:
+            assert got == (None if expected is None else int(expected))
+            return
+    elif func == "AVG":
+        expected = exact_mean(present)
+    else:
+        ddof = 1 if func.endswith("SAMP") else 0
+        var = exact_var(present, ddof)
+        if func.startswith("STDDEV") and var is not None:
+            expected = Fraction(math.sqrt(var))  # float sqrt: within 1 ulp, inside 1e-12
+        else:
+            expected = var
+    bound = allowance(func, col, present) if expected is not None else 0.0
+    assert close(got, expected, rel=1e-12, abs_=bound), (func, col, got, expected)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(parts=partitions, query=queries())
+def test_federated_equals_pooled_exact(parts: list[list[Row]], query: Any) -> None:
+    sql, aggs, group, where = query
+    table = federated(sql, parts)
+    expected = pooled_groups(parts, group, where)
+    assert [row[: len(group)] for row in table.rows] == [k for k, _ in expected]
+    for row, (_, members) in zip(table.rows, expected, strict=True):
+        assert row[len(group)] == len(members)
+        for (func, col), got in zip(aggs, row[len(group) + 1 :], strict=True):
+            check(func, got, [r[col] for r in members], col)
+
+
+ordinary_rows = st.fixed_dictionaries(
+    {
+        "g": nullable(st.sampled_from(["a", "b", "c"])),
+        "j": nullable(st.integers(-1000, 1000)),
+        "y": nullable(st.floats(-50.0, 50.0, allow_nan=False, allow_subnormal=False)),
+    }
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(st.lists(ordinary_rows, max_size=15), min_size=1, max_size=6))
+def test_federated_matches_pandas_on_ordinary_data(parts: list[list[dict[str, Any]]]) -> None:
+    full = [{"h": None, "i": None, "x": None, "s": None, **r} for p in parts for r in p]
+    table = federated(
+        "SELECT g, COUNT(*), COUNT(y), SUM(j), AVG(y), VAR_SAMP(y), STDDEV_POP(j) "
+        "FROM d GROUP BY g",
+        [[{"h": None, "i": None, "x": None, "s": None, **r} for r in p] for p in parts],
+    )
+    df = pd.DataFrame(full, columns=["g", "j", "y"]).astype(
+        {"g": "object", "j": "Int64", "y": "float64"}
+    )
+    df["g"] = df["g"].astype(pd.CategoricalDtype(["a", "b", "c"]))
+    grouped = df.groupby("g", observed=True, dropna=False, sort=True)
+    ref = pd.DataFrame(
+        {
+            "n": grouped.size(),
+            "ny": grouped["y"].count(),
+            "sj": grouped["j"].sum(min_count=1),
+            "my": grouped["y"].mean(),
+            "vy": grouped["y"].var(ddof=1),
+            "sdj": grouped["j"].apply(lambda s: s.astype("float64").std(ddof=0)),
+        }
+    )
+    got = table.to_pandas()
+    assert len(got) == len(ref)
+    assert got["g"].tolist() == [None if pd.isna(k) else k for k in ref.index]
+    assert got["count(*)"].tolist() == ref["n"].tolist()
+    assert got["count(y)"].tolist() == ref["ny"].tolist()
+    assert [None if pd.isna(v) else int(v) for v in got["sum(j)"]] == [
+        None if pd.isna(v) else int(v) for v in ref["sj"]
+    ]
+    for ours, theirs in (("avg(y)", "my"), ("var_samp(y)", "vy"), ("stddev_pop(j)", "sdj")):
+        np.testing.assert_allclose(
+            got[ours].to_numpy(dtype=float), ref[theirs].to_numpy(dtype=float), rtol=1e-9, atol=1e-9
+        )

@@ -1,0 +1,102 @@
+"""The directory: liveness, logical datasets, schema conflicts, planning targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.directory import Directory
+from coordinator.store import Store
+from federation.errors import (
+    ConfigError,
+    SchemaMismatchError,
+    TooFewParticipantsError,
+    UnknownDatasetError,
+)
+from federation.messages import DatasetStatus, Registration
+from federation.schema import Column, ColumnType, DatasetSchema
+from federation.transport.backend import QueueOutbox
+
+A = DatasetSchema("t", (Column("x", ColumnType.DOUBLE),))
+B = DatasetSchema("t", (Column("x", ColumnType.INTEGER),))
+
+
+def _directory() -> Directory:
+    return Directory(Store(":memory:"))
+
+
+def test_same_name_on_several_nodes_is_one_logical_dataset() -> None:
+    d = _directory()
+    for name in ("n1", "n2", "n3"):
+        d.attach(Registration(name, (A,)), QueueOutbox(), "peer")
+    [info] = d.datasets()
+    assert (info.schema, info.node_count, info.online_node_count) == (A, 3, 3)
+    schema, sessions = d.plan_targets("t", minimum=2)
+    assert schema == A
+    assert [s.name for s in sessions] == ["n1", "n2", "n3"]
+
+
+def test_offline_nodes_stay_in_the_directory_but_are_not_planned() -> None:
+    d = _directory()
+    lost = []
+    d.on_detach(lambda s: lost.append(s.name))
+    s1 = d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
+    d.attach(Registration("n2", (A,)), QueueOutbox(), "p")
+    d.detach(s1)
+    assert lost == ["n1"]
+    [info] = d.datasets()
+    assert (info.node_count, info.online_node_count) == (2, 1)
+    with pytest.raises(TooFewParticipantsError, match="1 online node"):
+        d.plan_targets("t", minimum=2)
+    assert {n.name: n.online for n in d.nodes()} == {"n1": False, "n2": True}
+
+
+def test_conflicting_schemas_are_reported_and_refused() -> None:
+    d = _directory()
+    d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
+    d.attach(Registration("n2", (B,)), QueueOutbox(), "p")
+    [info] = d.datasets()
+    assert info.status is DatasetStatus.CONFLICT
+    assert "n1" in info.detail
+    assert "n2" in info.detail
+    with pytest.raises(SchemaMismatchError, match="different schemas"):
+        d.plan_targets("t", minimum=1)
+
+
+def test_unknown_dataset_names_the_known_ones() -> None:
+    d = _directory()
+    d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
+    with pytest.raises(UnknownDatasetError, match=r"'nope'.*\['t'\]"):
+        d.plan_targets("nope", minimum=1)
+
+
+def test_reconnect_replaces_the_old_session_and_closes_it() -> None:
+    d = _directory()
+    old_box = QueueOutbox()
+    old = d.attach(Registration("n1", (A,)), old_box, "p")
+    new = d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
+    assert not old.online
+    assert old_box.closed
+    assert d.online_sessions() == [new]
+    d.detach(old)  # a late detach of the old stream does not remove the new one
+    assert d.online_sessions() == [new]
+
+
+def test_stale_sessions_expire() -> None:
+    d = _directory()
+    s = d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
+    s.last_seen -= 100
+    assert d.expire_stale(10.0) == ["n1"]
+    assert d.online_sessions() == []
+
+
+@pytest.mark.parametrize(
+    ("registration", "match"),
+    [
+        (Registration("bad name!", (A,)), "node name"),
+        (Registration("n", (A, A)), "twice"),
+        (Registration("n", (A,), protocol_version=99), "protocol version"),
+    ],
+)
+def test_bad_registrations_are_refused(registration: Registration, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _directory().attach(registration, QueueOutbox(), "p")

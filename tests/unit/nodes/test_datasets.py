@@ -1,0 +1,80 @@
+"""The node opens CSV, Parquet and DuckDB sources behind typed views and validates them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from federation.errors import ConfigError, DataError
+from federation.schema import Column, ColumnType, DatasetSchema
+from nodes.config import DatasetConfig, SourceFormat
+from nodes.datasets import LocalData
+
+SCHEMA = DatasetSchema(
+    "t",
+    (
+        Column("x", ColumnType.DOUBLE),
+        Column("n", ColumnType.INTEGER),
+        Column("g", ColumnType.CATEGORICAL, domain=("a", "b")),
+    ),
+)
+ROWS = "x,n,g,extra\n1.5,1,a,zzz\n2.5,2,b,yyy\n,3,,www\n"
+
+
+def _csv(tmp_path: Path, text: str = ROWS) -> DatasetConfig:
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    return DatasetConfig(SCHEMA, path, SourceFormat.CSV)
+
+
+def _rows(data: LocalData) -> list[tuple[object, ...]]:
+    cur = data.cursor()
+    try:
+        return cur.execute(f"SELECT * FROM {data.relation('t')} ORDER BY n").fetchall()
+    finally:
+        cur.close()
+
+
+def test_csv_source_exposes_only_declared_columns_with_declared_types(tmp_path: Path) -> None:
+    data = LocalData((_csv(tmp_path),))
+    assert _rows(data) == [(1.5, 1, "a"), (2.5, 2, "b"), (None, 3, None)]
+    data.close()
+
+
+def test_parquet_and_duckdb_sources(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    con.execute("CREATE TABLE patients AS SELECT 1.5 AS x, 7 AS n, 'b' AS g")
+    con.execute(f"COPY patients TO '{tmp_path / 't.parquet'}' (FORMAT parquet)")
+    con.close()
+    for cfg in (
+        DatasetConfig(SCHEMA, tmp_path / "t.parquet", SourceFormat.PARQUET),
+        DatasetConfig(SCHEMA, tmp_path / "db.duckdb", SourceFormat.DUCKDB, table="patients"),
+    ):
+        data = LocalData((cfg,))
+        assert _rows(data) == [(1.5, 7, "b")]
+        data.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        ("x,n,g\n1.5,oops,a\n", DataError, "column 'n' holds value.*not valid integer"),
+        ("x,n,g\n1.5,1,c\n", DataError, "column 'g' holds value.*outside its declared domain"),
+        ("x,n,g\ninf,1,a\n", DataError, "column 'x' holds NaN or infinite"),
+        ("x,g\n1.5,a\n", ConfigError, r"no column\(s\) \['n'\]"),
+    ],
+)
+def test_nonconforming_sources_are_refused_without_revealing_values(
+    tmp_path: Path, text: str, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as info:
+        LocalData((_csv(tmp_path, text),))
+    assert "oops" not in str(info.value)
+    assert "'c'" not in str(info.value)
+
+
+def test_missing_source_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        LocalData((DatasetConfig(SCHEMA, tmp_path / "absent.csv", SourceFormat.CSV),))
