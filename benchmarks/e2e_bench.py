@@ -2,11 +2,13 @@
 against DuckDB running the same query on the pooled data, in the same run.
 
     python benchmarks/e2e_bench.py [--nodes 10] [--rows 1000000] [--groups 10] [--repeat 5]
+                                   [--isolation process|thread]
 
 Both sides read the same Parquet files: each node its own, the pooled baseline
-all of them. Nodes run in this process (their DuckDB queries in parallel, one
-thread each); the pooled query uses DuckDB's default threads. Prints medians
-and the ratio federated / pooled (target: under 3x).
+all of them. Every node agent is its own process (``--isolation process``, as in a
+deployment) with a one-thread DuckDB; the pooled query uses DuckDB's default
+threads. All of it shares this machine's cores. Prints medians and the ratio
+federated / pooled (target: under 3x).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--groups", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--isolation", choices=["process", "thread"], default="process")
     args = parser.parse_args()
 
     print(
@@ -44,7 +47,9 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory(prefix="federation-bench-") as tmp,
-        fed.simulate({"synthetic": parts}, workdir=tmp, round_timeout=120.0) as client,
+        fed.simulate(
+            {"synthetic": parts}, workdir=tmp, round_timeout=120.0, isolation=args.isolation
+        ) as client,
     ):
         files = sorted(str(p) for p in Path(tmp).glob("node-*/synthetic.parquet"))
         pooled_con = duckdb.connect()

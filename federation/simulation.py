@@ -16,6 +16,9 @@ kills chosen nodes at chosen protocol stages.
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +31,10 @@ from federation.sdk.client import Client
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from coordinator.service import Coordinator
+    from nodes.config import NodeConfig
+    from nodes.task import DropoutStage
 
 __all__ = ["MAX_INFERRED_DOMAIN", "infer_schema", "simulate"]
 
@@ -91,7 +98,8 @@ def simulate(
     min_nodes: int = 3,
     dropout_tolerance: float = 0.4,
     workdir: str | Path | None = None,
-    startup_timeout: float = 30.0,
+    startup_timeout: float = 60.0,
+    isolation: str = "thread",
 ) -> Iterator[Client]:
     """Run a local federation and yield a connected client.
 
@@ -108,13 +116,16 @@ def simulate(
         workdir: Where partitions and the coordinator database go (a temporary
             directory, removed afterwards, by default).
         startup_timeout: Seconds to wait for every node to register.
+        isolation: ``"thread"`` runs every node agent in this process (fast to start,
+            the default); ``"process"`` runs each as its own ``federation node serve``
+            process with its own config file, as in a deployment (slower to start, and
+            nodes no longer share this process's interpreter lock).
 
     The yielded client has ``client.address``: point the CLI at it with
     ``federation query --coordinator ADDRESS``.
     """
     from coordinator.jobs import JobSettings
     from coordinator.service import Coordinator, CoordinatorSettings
-    from nodes.agent import NodeAgent
     from nodes.config import DatasetConfig, NodeConfig, SourceFormat
     from nodes.task import DropoutStage
 
@@ -169,21 +180,80 @@ def simulate(
         )
         stack.callback(coordinator.close)
         server = coordinator.serve("127.0.0.1", 0)
-        agents = []
-        for i, (name, served) in enumerate(configs):
-            agent = NodeAgent(
-                NodeConfig(name=name, coordinator=server.address, datasets=tuple(served)),
-                die_at=stages.get(i),
-            )
-            stack.callback(agent.stop)
-            agent.start()
-            agents.append(agent)
-        deadline = time.monotonic() + startup_timeout
-        for agent in agents:
-            if not agent.registered.wait(max(0.0, deadline - time.monotonic())):
-                raise CoordinatorUnavailableError(
-                    f"node {agent.config.name} did not register within {startup_timeout:.0f} s"
-                )
+        node_configs = [
+            NodeConfig(name=name, coordinator=server.address, datasets=tuple(served))
+            for name, served in configs
+        ]
+        if isolation == "process":
+            _start_processes(stack, root, node_configs, stages)
+        elif isolation == "thread":
+            _start_threads(stack, node_configs, stages)
+        else:
+            raise ConfigError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+        _wait_until_online(coordinator, [c.name for c in node_configs], startup_timeout)
         client = Client(server.address)
         stack.callback(client.close)
         yield client
+
+
+def _start_threads(
+    stack: contextlib.ExitStack, configs: list[NodeConfig], stages: Mapping[int, DropoutStage]
+) -> None:
+    from nodes.agent import NodeAgent
+
+    for i, config in enumerate(configs):
+        agent = NodeAgent(config, die_at=stages.get(i))
+        stack.callback(agent.stop)
+        agent.start()
+
+
+def _start_processes(
+    stack: contextlib.ExitStack,
+    root: Path,
+    configs: list[NodeConfig],
+    stages: Mapping[int, DropoutStage],
+) -> None:
+    from nodes.config import node_config_to_toml
+
+    for i, config in enumerate(configs):
+        path = root / f"{config.name}.toml"
+        path.write_text(node_config_to_toml(config))
+        command = [
+            sys.executable,
+            "-m",
+            "federation.cli.main",
+            "node",
+            "serve",
+            "--config",
+            str(path),
+        ]
+        if i in stages:
+            command += ["--fault", stages[i].value]
+        log = stack.enter_context((root / f"{config.name}.log").open("wb"))
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        stack.callback(_terminate, process)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_online(coordinator: Coordinator, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    wanted = set(names)
+    while True:
+        online = {s.name for s in coordinator.directory.online_sessions()}
+        if wanted <= online:
+            return
+        if time.monotonic() > deadline:
+            missing = sorted(wanted - online)
+            raise CoordinatorUnavailableError(
+                f"node(s) {missing} did not register within {timeout:.0f} s"
+            )
+        time.sleep(0.02)

@@ -28,6 +28,7 @@ Relative source paths are resolved against the config file's directory.
 from __future__ import annotations
 
 import enum
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,14 @@ from typing import Any
 from federation.errors import ConfigError
 from federation.schema import Column, DatasetSchema
 
-__all__ = ["DatasetConfig", "NodeConfig", "SourceFormat", "load_node_config", "parse_node_config"]
+__all__ = [
+    "DatasetConfig",
+    "NodeConfig",
+    "SourceFormat",
+    "load_node_config",
+    "node_config_to_toml",
+    "parse_node_config",
+]
 
 
 class SourceFormat(enum.Enum):
@@ -161,3 +169,41 @@ def load_node_config(path: str | Path) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"node config {str(path)!r} is not valid TOML: {exc}") from None
     return parse_node_config(data, path.resolve().parent)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def node_config_to_toml(config: NodeConfig) -> str:
+    """The TOML text that :func:`load_node_config` reads back as ``config``."""
+    lines = [
+        "[node]",
+        f"name = {_toml_value(config.name)}",
+        f"coordinator = {_toml_value(config.coordinator)}",
+        f"duckdb_threads = {config.duckdb_threads}",
+    ]
+    for dataset in config.datasets:
+        lines += [
+            "",
+            "[[dataset]]",
+            f"name = {_toml_value(dataset.schema.name)}",
+            f"source = {_toml_value(str(dataset.source))}",
+            f"format = {_toml_value(dataset.format.value)}",
+        ]
+        if dataset.table is not None:
+            lines.append(f"table = {_toml_value(dataset.table)}")
+        if dataset.schema.description:
+            lines.append(f"description = {_toml_value(dataset.schema.description)}")
+        for column in dataset.schema.columns:
+            lines += ["", "[[dataset.column]]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in column.to_dict().items()]
+    return "\n".join(lines) + "\n"

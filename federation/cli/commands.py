@@ -44,11 +44,12 @@ def _progress(event: JobProgress) -> None:
     _err(f"  {event.stage.replace('_', ' ')}: {event.done}/{event.total} node(s)")
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+def _wait_for_signal(done: threading.Event | None = None) -> None:
+    """Block until SIGINT/SIGTERM (or until ``done`` is set)."""
+    stop = done or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
+    while not stop.wait(0.5):
         pass
 
 
@@ -92,14 +93,16 @@ def node_serve(args: argparse.Namespace) -> int:
     """Run a node agent until interrupted."""
     from nodes.agent import NodeAgent
     from nodes.config import load_node_config
+    from nodes.task import DropoutStage
 
     config = load_node_config(args.config)
-    agent = NodeAgent(config)
+    fault = DropoutStage(args.fault) if args.fault else None
+    agent = NodeAgent(config, die_at=fault)
     names = ", ".join(d.schema.name for d in config.datasets) or "no datasets"
     _err(f"node {config.name} serving {names}; dialing {config.coordinator}; Ctrl-C to stop")
     agent.start()
     try:
-        _wait_for_signal()
+        _wait_for_signal(agent.dead)
     finally:
         agent.stop()
     return 0
@@ -257,7 +260,11 @@ def simulate(args: argparse.Namespace) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="federation-simulate-") as tmp,
         run_simulation(
-            {"synthetic": parts}, dropout=dropout, workdir=tmp, round_timeout=10.0
+            {"synthetic": parts},
+            dropout=dropout,
+            workdir=tmp,
+            round_timeout=10.0,
+            isolation=args.isolation,
         ) as client,
     ):
         _err(f"federation up at {client.address} in {time.perf_counter() - t0:.2f} s")

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     node_sub = node.add_subparsers(dest="action", required=True, metavar="ACTION")
     nserve = node_sub.add_parser("serve", help="serve the datasets of a node config")
     nserve.add_argument("--config", required=True, metavar="NODE.toml", help="node config file")
+    nserve.add_argument(  # fault injection for `federation simulate`; not for deployments
+        "--fault",
+        choices=["before_keys", "after_keys", "after_shares", "after_upload"],
+        help=argparse.SUPPRESS,
+    )
 
     ds = sub.add_parser("datasets", help="list the directory of datasets")
     _add_coordinator_arg(ds)
@@ -97,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=0, help="seed for the synthetic data")
     sim.add_argument("--sql", action="append", help="query to run (repeatable)")
+    sim.add_argument(
+        "--isolation",
+        choices=["thread", "process"],
+        default="process",
+        help="run node agents as threads of this process or as separate processes (%(default)s)",
+    )
     return parser
 
 

@@ -5,7 +5,8 @@
   accumulators).
 - :mod:`federation.crypto.keys`: X25519 key pairs, redacting secret containers, and
   AES-256-GCM sealing of Shamir shares bound to job, sender and recipient.
-- :mod:`federation.crypto.shamir`: Shamir sharing of 32-byte secrets over GF(2**521 - 1).
+- :mod:`federation.crypto.shamir`: Shamir sharing of 32-byte secrets over GF(2**521 - 1);
+  :mod:`federation.crypto.shamir_batch` recovers many secrets at once.
 
 Primitives raise ``TypeError`` for wrongly typed arguments and ``ValueError`` for
 malformed values or failed authentication; the protocols above turn these into

@@ -16,13 +16,15 @@ recipient; the 12-byte nonce is random and precedes the ciphertext:
 from __future__ import annotations
 
 import secrets
+import struct
+from functools import lru_cache
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from federation.crypto.prg import KEY_SIZE, Label, derive_key
+from federation.crypto.prg import KEY_SIZE, Label, derive_key, derive_keys
 
 __all__ = [
     "AEAD_OVERHEAD",
@@ -36,6 +38,7 @@ __all__ = [
     "seal",
     "transport_associated_data",
     "transport_key",
+    "transport_keys",
 ]
 
 PUBLIC_KEY_SIZE = 32
@@ -46,6 +49,8 @@ AEAD_OVERHEAD = NONCE_SIZE + _TAG_SIZE
 """Bytes a sealed message has beyond its plaintext."""
 MAX_PLAINTEXT_SIZE = 1 << 16
 """Largest plaintext :func:`seal` accepts (share pairs are 140 bytes)."""
+_U32 = struct.Struct(">I")
+_U32_PAIR = struct.Struct(">II")
 
 
 def _refuse_pickle(kind: str, export: str) -> NoReturn:
@@ -56,7 +61,7 @@ def _refuse_pickle(kind: str, export: str) -> NoReturn:
 
 
 def _check_public_key(public_key: bytes) -> None:
-    if not isinstance(public_key, bytes):
+    if type(public_key) is not bytes and not isinstance(public_key, bytes):
         raise TypeError(f"public key must be bytes, got {type(public_key).__name__}")
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise ValueError(f"public key must have {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")
@@ -180,25 +185,33 @@ class X25519KeyPair:
         _refuse_pickle("X25519KeyPair", "export_private_bytes(unprotected=True)")
 
 
+def _encode_aad_prefix(job_id: str) -> bytes:
+    job = job_id.encode("utf-8")
+    return b"".join([b"federation/secagg+/v1/shares\x00", _U32.pack(len(job)), job])
+
+
+_cached_aad_prefix = lru_cache(maxsize=64)(_encode_aad_prefix)
+"""The associated-data prefix of each job in use (public values only)."""
+
+
 def transport_associated_data(job_id: str, sender: int, recipient: int) -> bytes:
-    """Return the AEAD associated data binding ``job_id``, ``sender`` and ``recipient``."""
-    if not isinstance(job_id, str):
+    """Return the AEAD associated data binding ``job_id``, ``sender`` and ``recipient``.
+
+    ``b"federation/secagg+/v1/shares\\x00" || u32(len(job)) || job || u32(sender) ||
+    u32(recipient)`` (big-endian; the job's prefix is cached).
+    """
+    if type(job_id) is str:
+        prefix = _cached_aad_prefix(job_id)
+    elif isinstance(job_id, str):
+        prefix = _encode_aad_prefix(job_id)  # a str subclass: not cached
+    else:
         raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
     for name, slot in (("sender", sender), ("recipient", recipient)):
-        if not isinstance(slot, int) or isinstance(slot, bool):
+        if type(slot) is not int and (not isinstance(slot, int) or isinstance(slot, bool)):
             raise TypeError(f"{name} must be an int, got {type(slot).__name__}")
         if not 0 <= slot < 2**32:
             raise ValueError(f"{name} must lie in [0, 2**32), got {slot}")
-    job = job_id.encode("utf-8")
-    return b"".join(
-        [
-            b"federation/secagg+/v1/shares\x00",
-            len(job).to_bytes(4, "big"),
-            job,
-            sender.to_bytes(4, "big"),
-            recipient.to_bytes(4, "big"),
-        ]
-    )
+    return prefix + _U32_PAIR.pack(sender, recipient)
 
 
 def transport_key(shared_secret: bytes, *, job_id: str, sender: int, recipient: int) -> bytes:
@@ -217,8 +230,27 @@ def transport_key(shared_secret: bytes, *, job_id: str, sender: int, recipient: 
     return derive_key(shared_secret, Label.SHARE_TRANSPORT, job_id, sender, recipient)
 
 
+def transport_keys(
+    shared_secret: bytes, *, job_id: str, local: int, peer: int
+) -> tuple[bytes, bytes]:
+    """Derive both directions' transport keys of one pair of nodes at once.
+
+    Returns:
+        ``(transport_key(..., sender=local, recipient=peer),
+        transport_key(..., sender=peer, recipient=local))``, with one HKDF-Extract.
+
+    Raises:
+        TypeError: On wrongly typed arguments.
+        ValueError: On malformed arguments (see :func:`~federation.crypto.prg.derive_key`).
+    """
+    send, receive = derive_keys(
+        shared_secret, Label.SHARE_TRANSPORT, job_id, ((local, peer), (peer, local))
+    )
+    return send, receive
+
+
 def _aead(key: bytes) -> AESGCM:
-    if not isinstance(key, bytes):
+    if type(key) is not bytes and not isinstance(key, bytes):
         raise TypeError(f"key must be bytes, got {type(key).__name__}")
     if len(key) != KEY_SIZE:
         raise ValueError(f"key must have {KEY_SIZE} bytes, got {len(key)}")

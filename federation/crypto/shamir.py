@@ -12,6 +12,15 @@ below 2**256, which catches a randomly corrupted share except with probability
 about 2**-265 (not a deliberately small change: authenticate what you recover,
 as the SecAgg+ coordinator does for masking keys).
 
+Reconstruction is ``s = scale * sum(w_i * y_i) mod p`` with, for each set of
+evaluation points, small integer weights ``w_i`` (the Lagrange coefficients at 0
+over a common denominator ``L``) and ``scale = L**-1 mod p``: computed once per
+set of points and cached (only public points enter the cache), so all secrets
+recovered from the same holders share one modular inversion (with gmpy2, as is the
+one 521 x 521-bit product by ``scale`` per secret). For the points ``1 .. t``, the
+SecAgg+ case without dropouts, ``L = 1`` and no field multiplication is needed.
+:mod:`federation.crypto.shamir_batch` recovers many secrets at once.
+
 >>> shares = split_secret(bytes(range(32)), threshold=2, xs=[1, 2, 3])
 >>> combine_shares([shares[3], shares[1]], threshold=2) == bytes(range(32))
 True
@@ -24,6 +33,9 @@ import operator
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import cast
+
+import gmpy2
 
 __all__ = [
     "MAX_THRESHOLD",
@@ -31,9 +43,11 @@ __all__ = [
     "PRIME",
     "SECRET_SIZE",
     "SHARE_SIZE",
+    "check_threshold",
     "combine_shares",
     "encode_points",
     "is_share_at",
+    "lagrange_weights",
     "share_x",
     "shares_at",
     "split_secret",
@@ -51,7 +65,8 @@ MAX_THRESHOLD = 1 << 16
 """Largest supported threshold (and number of shares per call)."""
 
 
-def _check_threshold(threshold: int) -> None:
+def check_threshold(threshold: int) -> None:
+    """Raise unless ``threshold`` is an int in ``[2, MAX_THRESHOLD]`` (TypeError / ValueError)."""
     if not isinstance(threshold, int) or isinstance(threshold, bool):
         raise TypeError(f"threshold must be an int, got {type(threshold).__name__}")
     if not 2 <= threshold <= MAX_THRESHOLD:
@@ -113,7 +128,7 @@ def split_secret(secret: bytes, threshold: int, xs: Iterable[int]) -> dict[int, 
         raise TypeError(f"secret must be bytes, got {type(secret).__name__}")
     if len(secret) != SECRET_SIZE:
         raise ValueError(f"secret must have {SECRET_SIZE} bytes, got {len(secret)}")
-    _check_threshold(threshold)
+    check_threshold(threshold)
     points = _check_xs(xs)
     if len(points) > MAX_THRESHOLD:
         raise ValueError(f"at most {MAX_THRESHOLD} shares per secret, got {len(points)}")
@@ -121,9 +136,22 @@ def split_secret(secret: bytes, threshold: int, xs: Iterable[int]) -> dict[int, 
         raise ValueError(
             f"need at least threshold={threshold} evaluation points, got {len(points)}"
         )
-    coefficients = [int.from_bytes(secret, "big")]
-    coefficients += [secrets.randbelow(PRIME) for _ in range(threshold - 1)]
+    coefficients = [int.from_bytes(secret, "big"), *_random_field_elements(threshold - 1)]
     return _shares_from_polynomial(coefficients, points)
+
+
+def _random_field_elements(count: int) -> list[int]:
+    """``count`` uniform elements of GF(p) from one :mod:`secrets` call.
+
+    Each is 521 random bits (the top 7 bits of its 66 bytes dropped), redrawn in the
+    event, of probability 2**-521, that it equals p: the distribution of
+    ``secrets.randbelow(PRIME)``, without a system call per coefficient.
+    """
+    data = secrets.token_bytes(_Y_SIZE * count)
+    elements = [
+        int.from_bytes(data[i : i + _Y_SIZE], "big") >> 7 for i in range(0, len(data), _Y_SIZE)
+    ]
+    return [e if e < PRIME else secrets.randbelow(PRIME) for e in elements]
 
 
 def _decode(share: bytes) -> tuple[int, int]:
@@ -168,23 +196,24 @@ def shares_at(shares: Sequence[object], points: bytes) -> bool:
     """
     if len(points) != _X_SIZE * len(shares):
         return False
-    if not all(type(s) is bytes and len(s) == SHARE_SIZE for s in shares):
+    if not shares:
+        return True
+    if set(map(type, shares)) != {bytes}:
         return False
-    blob = b"".join(shares)  # type: ignore[arg-type]  # all bytes, checked above
-    found = b"".join([blob[i : i + _X_SIZE] for i in range(0, len(blob), SHARE_SIZE)])
-    if found != points:
+    checked = cast("Sequence[bytes]", shares)  # all bytes, checked above
+    if set(map(len, checked)) != {SHARE_SIZE}:
         return False
-    tops = blob[_X_SIZE::SHARE_SIZE]
-    if tops and max(tops) > 1:  # y >= 2**521
+    blob = b"".join(checked)
+    # Byte j of every share's point, against byte j of every expected point; and every
+    # top byte of y in {0, 1} (y < 2**521).
+    if any(blob[j::SHARE_SIZE] != points[j::_X_SIZE] for j in range(_X_SIZE)) or blob[
+        _X_SIZE::SHARE_SIZE
+    ].translate(None, b"\x00\x01"):
         return False
-    # Exclude y = p = 2**521 - 1, i.e. 0x01 then 65 bytes 0xff (checked in full only
-    # for the rare candidates).
-    seconds = blob[_X_SIZE + 1 :: SHARE_SIZE]
-    return not any(
-        top == 1
-        and second == 0xFF
-        and blob[i * SHARE_SIZE + _X_SIZE : (i + 1) * SHARE_SIZE] == _PRIME_BYTES
-        for i, (top, second) in enumerate(zip(tops, seconds, strict=True))
+    # Exclude y = p = 2**521 - 1 (0x01, then 65 bytes 0xff); the substring test finds
+    # every candidate (and rarely a straddling false one, which the exact check clears).
+    return _PRIME_BYTES not in blob or all(
+        blob[i + _X_SIZE : i + SHARE_SIZE] != _PRIME_BYTES for i in range(0, len(blob), SHARE_SIZE)
     )
 
 
@@ -209,26 +238,38 @@ def share_x(share: bytes) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
-    """Return the Lagrange coefficients ``l_i(0) = prod_{j != i} x_j / (x_j - x_i)``.
+def lagrange_weights(xs: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """Return weights ``w_i`` and ``scale`` with ``l_i(0) = scale * w_i mod p``.
 
-    Numerators and denominators are exact products of small integers. A coefficient
-    that is an integer (for the points ``1 .. t`` every one is: ``(-1)**(i-1) C(t, i)``)
-    is returned as that small, possibly negative, integer, which makes the products
-    in :func:`combine_shares` several times cheaper; the others as elements mod p.
+    ``l_i(0) = prod_{j != i} x_j / (x_j - x_i)``: numerators and denominators are exact
+    products of small integers. Over their least common denominator ``L`` the
+    weights are integers and ``scale = L**-1 mod p`` (one inversion for the whole
+    set; ``L`` has only prime factors below 2**32, so it is invertible). For the
+    points ``1 .. t`` every ``l_i(0)`` is an integer (``(-1)**(i-1) C(t, i)``) and
+    ``scale`` is 1. Weights wider than the field are reduced into it (then scale is
+    1), which keeps each product in :func:`combine_shares` at most 521 x 521 bits.
     Only public values (evaluation points) enter the cache.
     """
     everything = math.prod(xs)
-    coefficients = []
+    fractions = []
     for xi in xs:
         numerator = everything // xi
         denominator = math.prod([xj - xi for xj in xs if xj != xi])
-        quotient, remainder = divmod(numerator, denominator)
-        if remainder == 0:
-            coefficients.append(quotient)
-        else:
-            coefficients.append(numerator * pow(denominator, -1, PRIME) % PRIME)
-    return tuple(coefficients)
+        divisor = math.gcd(numerator, denominator) * (-1 if denominator < 0 else 1)
+        fractions.append((numerator // divisor, denominator // divisor))
+    common = math.lcm(*(denominator for _, denominator in fractions))
+    weights = tuple(numerator * (common // denominator) for numerator, denominator in fractions)
+    if common == 1:
+        return weights, 1
+    scale = int(gmpy2.invert(common, _PRIME_MPZ))
+    if max(abs(w) for w in weights).bit_length() > 521:
+        return tuple(w * scale % PRIME for w in weights), 1
+    return weights, scale
+
+
+_PRIME_MPZ = gmpy2.mpz(PRIME)
+_Y_MASK = _Y_BOUND - 1
+_Y_BITS = 8 * _Y_SIZE
 
 
 def combine_shares(shares: Sequence[bytes] | Mapping[int, bytes], threshold: int) -> bytes:
@@ -248,23 +289,31 @@ def combine_shares(shares: Sequence[bytes] | Mapping[int, bytes], threshold: int
         ValueError: On malformed or duplicate shares, too few shares, or shares that
             do not interpolate to a 32-byte secret (inconsistent or tampered).
     """
-    _check_threshold(threshold)
-    values = list(shares.values()) if isinstance(shares, Mapping) else list(shares)
+    check_threshold(threshold)
+    if type(shares) is list or type(shares) is tuple:
+        values: Sequence[bytes] = shares
+    elif isinstance(shares, Mapping):
+        values = list(shares.values())
+    else:
+        values = list(shares)
     if len(values) < threshold:
         raise ValueError(f"need at least {threshold} shares, got {len(values)}")
-    if not all(type(share) is bytes and len(share) == SHARE_SIZE for share in values):
+    if set(map(type, values)) != {bytes} or set(map(len, values)) != {SHARE_SIZE}:
         for share in values:
             _decode(share)  # raises the precise TypeError / ValueError
-    # One integer per share: x in the top 32 bits, y in the low 528.
-    points = sorted(divmod(int.from_bytes(share, "big"), _Y_BOUND) for share in values)
-    xs = tuple(x for x, _ in points[:threshold])
-    ys = [y for _, y in points[:threshold]]
-    if len({x for x, _ in points}) != len(points):
+    # One integer per share: x in the top 32 bits, y in the low 528; sorted by x.
+    points = sorted([int.from_bytes(share, "big") for share in values])
+    xs = [point >> _Y_BITS for point in points]
+    if any(map(operator.eq, xs, xs[1:])):
         raise ValueError("shares must have distinct evaluation points")
+    ys = [point & _Y_MASK for point in points[:threshold]]
     if xs[0] == 0 or max(ys) >= PRIME:
         for share in values:
             _decode(share)  # raises the precise ValueError
-    total: int = sum(map(operator.mul, ys, _lagrange_at_zero(xs)))
+    weights, scale = lagrange_weights(tuple(xs[:threshold]))
+    total: int = sum(map(operator.mul, ys, weights))
+    if scale != 1:
+        total = int(gmpy2.mpz(total) * scale % _PRIME_MPZ)
     secret = total % PRIME
     if secret >= 1 << (8 * SECRET_SIZE):
         raise ValueError("shares are inconsistent: they do not interpolate to a 32-byte secret")

@@ -94,3 +94,42 @@ def test_sum_is_exact_or_run_aborts_cleanly(scenario: dict[str, Any]) -> None:
         # Nobody is left out beyond the nodes that dropped before uploading.
         early = drops["before_keys"] | drops["after_keys"] | drops["after_shares"]
         assert run.uploaded == set(range(n)) - early
+
+
+@st.composite
+def share_batches(draw: st.DrawFn) -> tuple[int, list[list[bytes]], list[bytes]]:
+    from federation.crypto.shamir import split_secret
+
+    t = draw(st.integers(min_value=2, max_value=8))
+    holders = draw(st.integers(min_value=t, max_value=t + 4))
+    xs = draw(
+        st.lists(
+            st.integers(min_value=1, max_value=2**32 - 1),
+            min_size=holders,
+            max_size=holders,
+            unique=True,
+        )
+    )
+    count = draw(st.integers(min_value=0, max_value=24))
+    sets: list[list[bytes]] = []
+    secrets: list[bytes] = []
+    for _ in range(count):
+        secret = draw(st.binary(min_size=32, max_size=32))
+        shares = split_secret(secret, t, xs)
+        # Mostly the same first t holders (one packed group), sometimes another subset.
+        use = sorted(xs)[:t] if draw(st.booleans()) else draw(st.permutations(xs))[:t]
+        sets.append([shares[x] for x in use])
+        secrets.append(secret)
+    return t, sets, secrets
+
+
+@settings(max_examples=int(os.environ.get("SECAGG_PROPERTY_EXAMPLES", "30")), deadline=None)
+@given(share_batches())
+def test_batched_recovery_equals_set_by_set(
+    batch: tuple[int, list[list[bytes]], list[bytes]],
+) -> None:
+    from federation.crypto.shamir import combine_shares
+    from federation.crypto.shamir_batch import combine_batch
+
+    t, sets, secrets = batch
+    assert combine_batch(sets, t) == [combine_shares(s, t) for s in sets] == secrets

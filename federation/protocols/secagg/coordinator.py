@@ -44,6 +44,8 @@ from federation.protocols.secagg.validation import (
 __all__ = ["CoordinatorSecAgg", "IncomingMessage", "OutgoingMessage", "SecAggResult"]
 
 IncomingMessage = KeyAdvertisement | ShareBundle | MaskedInput | UnmaskResponse
+_Expected = tuple[frozenset[int], bytes]
+"""Slots whose shares a response must hold, and those shares' points (:func:`encode_points`)."""
 OutgoingMessage = KeyRoster | ShareDelivery | UnmaskRequest
 
 _INCOMING: dict[Stage, type[IncomingMessage]] = {
@@ -84,12 +86,14 @@ class CoordinatorSecAgg:
         self._awaited: frozenset[int] = frozenset(range(params.slots))
         self._arrived: set[int] = set()
         self._keys: dict[int, PublicKeys] = {}
+        self._used_keys: set[bytes] = set()  # every public key advertised so far
         self._rosters: dict[int, frozenset[int]] = {}
         self._bundles: dict[int, dict[int, bytes]] = {}
         self._shared: frozenset[int] = frozenset()
         self._masked_sum: Vector | None = None
         self._requests: dict[int, UnmaskRequest] = {}
-        self._share_points: dict[int, tuple[bytes, bytes]] = {}
+        # Per responder: the owners it must send seed / key shares of, with their points.
+        self._share_points: dict[int, tuple[_Expected, _Expected]] = {}
         self._responses: dict[int, UnmaskResponse] = {}
         self._result: SecAggResult | None = None
         self._abort_reason: str | None = None
@@ -193,12 +197,11 @@ class CoordinatorSecAgg:
 
     def _receive_keys(self, sender: int, message: KeyAdvertisement) -> None:
         keys = check_public_keys(message.keys, f"public keys of slot {sender}")
-        used = {
-            k for other in self._keys.values() for k in (other.encryption_key, other.masking_key)
-        }
+        used = self._used_keys
         if keys.encryption_key in used or keys.masking_key in used:
             raise ProtocolError(f"slot {sender} advertised a public key another slot already uses")
         self._keys[sender] = keys
+        used.update((keys.encryption_key, keys.masking_key))
 
     def _receive_bundle(self, sender: int, message: ShareBundle) -> None:
         entries = check_mapping(message.ciphertexts, f"ciphertexts of slot {sender}")
@@ -208,11 +211,16 @@ class CoordinatorSecAgg:
                 f"slot {sender} must send one ciphertext to each of its {len(roster)} roster "
                 f"neighbours, got {len(entries)} addressed to a different set of slots"
             )
-        self._bundles[sender] = {
-            v: check_bytes(ct, SEALED_SHARES_SIZE, f"ciphertext from slot {sender} to slot {v}")
-            for v, ct in entries.items()
-            if isinstance(v, int)
-        }
+        bundle: dict[int, bytes] = {}
+        for v, ct in entries.items():
+            if not isinstance(v, int):  # unreachable: the keys equal the roster's int slots
+                continue
+            if type(ct) is bytes and len(ct) == SEALED_SHARES_SIZE:
+                bundle[v] = ct
+            else:
+                what = f"ciphertext from slot {sender} to slot {v}"
+                bundle[v] = check_bytes(ct, SEALED_SHARES_SIZE, what)
+        self._bundles[sender] = bundle
 
     def _receive_masked_input(self, sender: int, message: MaskedInput) -> None:
         vector = check_vector(
@@ -225,12 +233,16 @@ class CoordinatorSecAgg:
     def _receive_response(self, sender: int, message: UnmaskResponse) -> None:
         request = self._requests[sender]
         points = self._share_points[sender]
-        for name, entries, wanted, expected in (
+        for name, entries, wanted, (owners, expected) in (
             ("self_mask_shares", message.self_mask_shares, request.survivors, points[0]),
             ("key_shares", message.key_shares, request.dropped, points[1]),
         ):
-            shares = check_mapping(entries, f"{name} of slot {sender}")
-            if set(shares) != set(wanted):
+            shares = (
+                entries
+                if type(entries) is dict
+                else check_mapping(entries, f"{name} of slot {sender}")
+            )
+            if shares.keys() != owners:
                 raise ProtocolError(
                     f"slot {sender} must send {name} for exactly the {len(wanted)} slots asked"
                 )
@@ -248,6 +260,7 @@ class CoordinatorSecAgg:
         graph = self._params.neighbours
         self._rosters = {u: frozenset(v for v in graph[u] if v in alive) for u in alive}
         self._keys = {u: self._keys[u] for u in alive}
+        self._used_keys = set()
         self._next(Stage.SHARE_KEYS, alive)
         return [
             KeyRoster(recipient=u, keys={v: self._keys[v] for v in sorted(self._rosters[u])})
@@ -297,8 +310,14 @@ class CoordinatorSecAgg:
         # Evaluation point of each responder's share of each owner's secrets.
         self._share_points = {
             u: (
-                encode_points([share_point(graph, v, u) for v in r.survivors]),
-                encode_points([share_point(graph, v, u) for v in r.dropped]),
+                (
+                    frozenset(r.survivors),
+                    encode_points([share_point(graph, v, u) for v in r.survivors]),
+                ),
+                (
+                    frozenset(r.dropped),
+                    encode_points([share_point(graph, v, u) for v in r.dropped]),
+                ),
             )
             for u, r in self._requests.items()
         }

@@ -19,10 +19,10 @@ from federation.crypto.keys import (
     X25519KeyPair,
     open_sealed,
     seal,
-    transport_key,
+    transport_keys,
 )
 from federation.crypto.prg import Label, MaskApplier, derive_key
-from federation.crypto.shamir import SHARE_SIZE, share_x, split_secret
+from federation.crypto.shamir import SHARE_SIZE, is_share_at, split_secret
 from federation.errors import ProtocolError, TooFewParticipantsError
 from federation.protocols.secagg.graph import share_point
 from federation.protocols.secagg.messages import (
@@ -138,17 +138,13 @@ class NodeSecAgg:
                 raise ProtocolError(
                     f"{self._name}: the public key of slot {v} is unusable (low-order point)"
                 ) from None
+            send, receive = transport_keys(transport, job_id=job, local=slot, peer=v)
+            x = point[v]
             ciphertexts[v] = seal(
-                transport_key(transport, job_id=job, sender=slot, recipient=v),
-                seed_shares[point[v]] + key_shares[point[v]],
-                job_id=job,
-                sender=slot,
-                recipient=v,
+                send, seed_shares[x] + key_shares[x], job_id=job, sender=slot, recipient=v
             )
-            receive_keys[v] = SecretBytes(
-                transport_key(transport, job_id=job, sender=v, recipient=slot)
-            )
-            low, high = min(slot, v), max(slot, v)
+            receive_keys[v] = SecretBytes(receive)
+            low, high = (slot, v) if slot < v else (v, slot)
             mask_keys[v] = SecretBytes(derive_key(masking, Label.PAIRWISE_MASK, job, low, high))
         self._roster = neighbours
         self._receive_keys = receive_keys
@@ -263,24 +259,31 @@ class NodeSecAgg:
             raise ProtocolError(f"{self._name} received shares addressed to another slot")
         entries = check_mapping(delivery.ciphertexts, "delivered ciphertexts")
         shares: dict[int, tuple[bytes, bytes]] = {}
+        params, slot, roster = self._params, self._slot, self._roster
         for entry, value in entries.items():
-            v = check_slot(entry, self._params.slots, "share sender")
-            if v not in self._roster:
+            v = check_slot(entry, params.slots, "share sender")
+            if v not in roster:
                 raise ProtocolError(
                     f"{self._name}: shares from slot {v}, which is not in its roster"
                 )
-            sealed = check_bytes(value, SEALED_SHARES_SIZE, f"ciphertext from slot {v}")
+            sealed = (
+                value
+                if type(value) is bytes and len(value) == SEALED_SHARES_SIZE
+                else check_bytes(value, SEALED_SHARES_SIZE, f"ciphertext from slot {v}")
+            )
             try:
                 plaintext = open_sealed(
                     self._receive_keys[v].export(unprotected=True),
                     sealed,
-                    job_id=self._params.job_id,
+                    job_id=params.job_id,
                     sender=v,
-                    recipient=self._slot,
+                    recipient=slot,
                 )
                 pair = (plaintext[:SHARE_SIZE], plaintext[SHARE_SIZE:])
-                own_x = share_point(self._params.neighbours, v, self._slot)
-                if len(plaintext) != 2 * SHARE_SIZE or any(share_x(s) != own_x for s in pair):
+                own_x = share_point(params.neighbours, v, slot)
+                if len(plaintext) != 2 * SHARE_SIZE or not (
+                    is_share_at(pair[0], own_x) and is_share_at(pair[1], own_x)
+                ):
                     raise ValueError("shares are not for this slot")
             except ValueError:
                 raise ProtocolError(

@@ -129,10 +129,15 @@ def validate_params(params: SecAggParams) -> None:
     if not isinstance(params, SecAggParams):
         raise ProtocolError(f"expected SecAggParams, got {type(params).__name__}")
     try:
-        hash(params)
+        _validate(params)  # hashes params once (a large graph makes that the cost of a hit)
     except TypeError:
-        raise ProtocolError("SecAggParams fields must be immutable (tuples, not lists)") from None
-    _validate(params)
+        try:
+            hash(params)
+        except TypeError:
+            raise ProtocolError(
+                "SecAggParams fields must be immutable (tuples, not lists)"
+            ) from None
+        raise
 
 
 @lru_cache(maxsize=16)

@@ -15,11 +15,12 @@ has ``threshold`` shares: :func:`shortfall` is checked first.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Collection, Mapping, Sequence
 
 from federation.crypto.keys import X25519KeyPair
 from federation.crypto.prg import Label, MaskApplier, derive_key
-from federation.crypto.shamir import combine_shares
+from federation.crypto.shamir_batch import ShareSetError, combine_batch
 from federation.errors import ProtocolError, TooFewParticipantsError
 from federation.protocols.secagg.messages import SecAggParams, UnmaskResponse, Vector
 
@@ -44,18 +45,20 @@ def _plan(
     graph = params.neighbours
     seeds: dict[int, list[int]] = {}
     for u in sorted(survivors):
-        holders = sorted(
-            [r for r in graph[u] if r in responders] + ([u] if u in responders else [])
-        )
+        holders = [r for r in graph[u] if r in responders]  # graph[u] is sorted
+        if u in responders:
+            insort(holders, u)
         if len(holders) < t:
             return {}, {}, f"the self-mask seed of slot {u} has {len(holders)} of {t} shares"
-        seeds[u] = holders[:t]
+        del holders[t:]
+        seeds[u] = holders
     keys: dict[int, list[int]] = {}
     for v in masks_to_remove(params, survivors, dropped):
-        holders = sorted(r for r in graph[v] if r in responders)
+        holders = [r for r in graph[v] if r in responders]
         if len(holders) < t:
             return {}, {}, (f"the masking key of dropped slot {v} has {len(holders)} of {t} shares")
-        keys[v] = holders[:t]
+        del holders[t:]
+        keys[v] = holders
     return seeds, keys, None
 
 
@@ -74,11 +77,19 @@ def shortfall(
     return _plan(params, survivors, dropped, responders)[2]
 
 
-def _combine(shares: Sequence[bytes], threshold: int, what: str) -> bytes:
+def _combine(
+    owners: Sequence[int], shares: Sequence[Sequence[bytes]], threshold: int, what: str
+) -> list[bytes]:
+    """Recover each owner's secret (all at once: secrets whose holders have the same
+    points share one interpolation); the error names the first inconsistent owner.
+
+    ``what`` names a secret, with ``{}`` for its owner's slot.
+    """
     try:
-        return combine_shares(shares, threshold)
-    except ValueError:
-        raise ProtocolError(f"the shares of {what} are inconsistent; nothing released") from None
+        return combine_batch(shares, threshold)
+    except ShareSetError as error:
+        secret = what.format(owners[error.index])
+        raise ProtocolError(f"the shares of {secret} are inconsistent; nothing released") from None
 
 
 def recover_sum(
@@ -115,13 +126,24 @@ def recover_sum(
     add: list[bytes] = []
     subtract: list[bytes] = []
     seed_shares = {r: response.self_mask_shares for r, response in responses.items()}
-    for u, holders in seed_holders.items():
-        seed = _combine([seed_shares[r][u] for r in holders], t, f"slot {u}'s self-mask seed")
-        subtract.append(derive_key(seed, Label.SELF_MASK, job, u))
-    for v, holders in key_holders.items():
-        secret = _combine(
-            [responses[r].key_shares[v] for r in holders], t, f"dropped slot {v}'s masking key"
-        )
+    owners = list(seed_holders)
+    seeds = _combine(
+        owners,
+        [[seed_shares[r][u] for r in holders] for u, holders in seed_holders.items()],
+        t,
+        "slot {}'s self-mask seed",
+    )
+    subtract += [
+        derive_key(seed, Label.SELF_MASK, job, u) for u, seed in zip(owners, seeds, strict=True)
+    ]
+    lost = list(key_holders)
+    secrets = _combine(
+        lost,
+        [[responses[r].key_shares[v] for r in holders] for v, holders in key_holders.items()],
+        t,
+        "dropped slot {}'s masking key",
+    )
+    for v, secret in zip(lost, secrets, strict=True):
         key = X25519KeyPair.from_private_bytes(secret)
         if key.public_bytes != masking_keys[v]:
             raise ProtocolError(

@@ -1,7 +1,10 @@
 """Checks of incoming SecAgg+ message fields, shared by the node and the coordinator.
 
 Every check raises :class:`~federation.errors.ProtocolError` whose message names
-the party and the field and never includes key, share or vector contents.
+the party and the field and never includes key, share or vector contents. The
+checks run on every message field, so each first compares the exact type (one
+pointer comparison) and only falls back to the full ``isinstance`` test, whose
+verdict it never changes, for other types.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def check_stage(party: str, stage: Stage, expected: Stage, action: str) -> None:
 
 def check_slot(value: object, slots: int, what: str) -> int:
     """Return ``value`` if it is an int slot in ``[0, slots)``."""
-    if not isinstance(value, int) or isinstance(value, bool):
+    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
         raise ProtocolError(f"{what} must be an int slot, got {type(value).__name__}")
     if not 0 <= value < slots:
         raise ProtocolError(f"{what} is slot {value}, outside [0, {slots})")
@@ -51,7 +54,7 @@ def check_slot(value: object, slots: int, what: str) -> int:
 
 def check_bytes(value: object, size: int, what: str) -> bytes:
     """Return ``value`` if it is ``bytes`` of exactly ``size`` bytes."""
-    if not isinstance(value, bytes):
+    if type(value) is not bytes and not isinstance(value, bytes):
         raise ProtocolError(f"{what} must be bytes, got {type(value).__name__}")
     if len(value) != size:
         raise ProtocolError(f"{what} must have {size} bytes, got {len(value)}")
@@ -60,14 +63,14 @@ def check_bytes(value: object, size: int, what: str) -> bytes:
 
 def check_mapping(value: object, what: str) -> Mapping[object, object]:
     """Return ``value`` if it is a mapping."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise ProtocolError(f"{what} must be a mapping, got {type(value).__name__}")
     return value
 
 
 def check_public_keys(value: object, what: str) -> PublicKeys:
     """Return ``value`` if it is a :class:`PublicKeys` with two raw X25519 keys, distinct."""
-    if not isinstance(value, PublicKeys):
+    if type(value) is not PublicKeys and not isinstance(value, PublicKeys):
         raise ProtocolError(f"{what} must be PublicKeys, got {type(value).__name__}")
     check_bytes(value.encryption_key, PUBLIC_KEY_SIZE, f"{what}.encryption_key")
     check_bytes(value.masking_key, PUBLIC_KEY_SIZE, f"{what}.masking_key")

@@ -18,6 +18,7 @@ from federation.crypto.keys import (
     seal,
     transport_associated_data,
     transport_key,
+    transport_keys,
 )
 
 JOB = "job-7"
@@ -230,3 +231,27 @@ def test_associated_data_rejects(args: tuple[Any, ...], error: type[Exception]) 
 def test_associated_data_is_injective() -> None:
     assert transport_associated_data("a", 1, 2) != transport_associated_data("a", 2, 1)
     assert transport_associated_data("a\x00", 1, 2) != transport_associated_data("a", 1, 2)
+
+
+def test_transport_keys_are_both_directions() -> None:
+    secret = bytes(range(32))
+    send, receive = transport_keys(secret, job_id=JOB, local=3, peer=9)
+    assert send == transport_key(secret, job_id=JOB, sender=3, recipient=9)
+    assert receive == transport_key(secret, job_id=JOB, sender=9, recipient=3)
+    assert send != receive
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        transport_keys(bytes(8), job_id=JOB, local=3, peer=9)
+    with pytest.raises(TypeError):
+        transport_keys(secret, job_id=JOB, local=True, peer=9)
+
+
+def test_associated_data_layout_and_str_subclasses() -> None:
+    class JobId(str):
+        __slots__ = ()
+
+    expected = b"federation/secagg+/v1/shares\x00" + (3).to_bytes(4, "big") + b"job"
+    expected += (1).to_bytes(4, "big") + (2).to_bytes(4, "big")
+    assert transport_associated_data("job", 1, 2) == expected
+    assert transport_associated_data(JobId("job"), 1, 2) == expected
+    # Cached prefixes never mix jobs up.
+    assert transport_associated_data("jo", 1, 2) != expected

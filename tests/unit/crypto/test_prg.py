@@ -14,6 +14,7 @@ from federation.crypto.prg import (
     Label,
     MaskApplier,
     derive_key,
+    derive_keys,
     expand_mask,
     hkdf_info,
 )
@@ -219,3 +220,72 @@ def test_applier_length_validation_and_repr() -> None:
     applier = MaskApplier(7)
     assert applier.length == 7
     assert repr(applier) == "MaskApplier(length=7)"
+
+
+def test_derive_keys_equals_derive_key_per_context() -> None:
+    contexts = [(0, 1), (1, 0), (7, 2**32 - 1)]
+    keys = derive_keys(SECRET, Label.SHARE_TRANSPORT, "job", contexts)
+    assert keys == [derive_key(SECRET, Label.SHARE_TRANSPORT, "job", *c) for c in contexts]
+    assert derive_keys(SECRET, Label.SELF_MASK, "job", []) == []
+
+
+@pytest.mark.parametrize(
+    ("contexts", "error"),
+    [([(0, 1), (0,)], ValueError), ([(0, 1), (0, True)], TypeError), ([(0, -1)], ValueError)],
+)
+def test_derive_keys_checks_every_context(contexts: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        derive_keys(SECRET, Label.PAIRWISE_MASK, "job", contexts)
+
+
+def test_str_subclass_job_ids_derive_like_str() -> None:
+    class JobId(str):
+        __slots__ = ()
+
+    plain = derive_key(SECRET, Label.SELF_MASK, "job-7", 3)
+    assert derive_key(SECRET, Label.SELF_MASK, JobId("job-7"), 3) == plain
+    assert hkdf_info(Label.SELF_MASK, JobId("job-7"), (3,)) == hkdf_info(
+        Label.SELF_MASK, "job-7", (3,)
+    )
+
+
+def test_derivation_with_cached_prefixes_matches_fresh_encoding() -> None:
+    # The per-(label, job) cache must not mix jobs or labels up.
+    for job in ("a", "b", "a" * 256, "\u00e9t\u00e9"):
+        for label, context in ((Label.SELF_MASK, (5,)), (Label.PAIRWISE_MASK, (1, 2))):
+            info = hkdf_info(label, job, context)
+            encoded = job.encode()
+            assert info == (
+                b"federation/secagg+/v1/"
+                + label.value.encode()
+                + b"\x00"
+                + len(encoded).to_bytes(4, "big")
+                + encoded
+                + b"".join(c.to_bytes(4, "big") for c in context)
+            )
+
+
+@pytest.mark.parametrize("length", [16384 * 3 + 1, 100_000])
+def test_applier_reused_across_calls_restarts_the_counter(length: int) -> None:
+    # The counter blocks are rewritten per block of the vector; a second call on the
+    # same applier must start again at counter 0.
+    applier = MaskApplier(length)
+    first = np.zeros(length, dtype=np.uint64)
+    second = np.zeros(length, dtype=np.uint64)
+    applier.apply(first, add=[KEY_A])
+    applier.apply(second, add=[KEY_A])
+    assert np.array_equal(first, expand_mask(KEY_A, length))
+    assert np.array_equal(second, first)
+
+
+def test_applier_keystream_is_the_ctr_keystream_for_many_keys() -> None:
+    keys = [bytes([i]) * 16 for i in range(12)]
+    length = 20_001
+    acc = np.zeros(length, dtype=np.uint64)
+    MaskApplier(length).apply(acc, add=keys[:7], subtract=keys[7:])
+    expected = np.zeros(length, dtype=np.uint64)
+    for key in keys[:7]:
+        expected += expand_mask(key, length)
+    for key in keys[7:]:
+        expected -= expand_mask(key, length)
+    assert np.array_equal(acc, expected)

@@ -157,3 +157,23 @@ def test_combine_rejects(shares: Any, threshold: Any, error: type[Exception]) ->
 def test_share_x_rejects(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         share_x(bad)
+
+
+def test_random_coefficients_are_field_elements_redrawn_at_p(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from federation.crypto import shamir
+
+    # 66 bytes of 0xff give 2**521 - 1 = p after dropping 7 bits: it must be redrawn.
+    monkeypatch.setattr(shamir.secrets, "token_bytes", lambda n: b"\xff" * n)
+    monkeypatch.setattr(shamir.secrets, "randbelow", lambda bound: bound - 2)
+    assert shamir._random_field_elements(3) == [PRIME - 2] * 3
+
+
+def test_random_coefficients_use_all_521_bits() -> None:
+    from federation.crypto import shamir
+
+    values = shamir._random_field_elements(400)
+    assert all(0 <= v < PRIME for v in values)
+    assert max(values).bit_length() == 521  # the top bit is used (probability 1 - 2**-400)
+    assert len(set(values)) == len(values)

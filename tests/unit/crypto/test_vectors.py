@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf import hkdf
 
 from federation.crypto.keys import X25519KeyPair
-from federation.crypto.prg import Label, derive_key, expand_mask, hkdf_info
+from federation.crypto.prg import Label, MaskApplier, derive_key, expand_mask, hkdf_info
 from federation.crypto.shamir import PRIME, combine_shares, split_secret
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
@@ -195,3 +195,19 @@ def test_x25519_rfc7748_vector() -> None:
     shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
     assert alice.exchange(bob.public_bytes).hex() == shared
     assert bob.exchange(alice.public_bytes).hex() == shared
+
+
+@pytest.mark.parametrize("case", PRG["masks"], ids=lambda c: f"len{c['length']}")
+def test_mask_vector_matches_the_applier(case: dict[str, Any]) -> None:
+    # The applier computes the keystream as AES-ECB of counter blocks, block by block;
+    # it must reproduce the vectors exactly (added to zero, and subtracted from zero).
+    key = bytes.fromhex(case["key"])
+    length = case["length"]
+    added = np.zeros(length, dtype=np.uint64)
+    MaskApplier(length).apply(added, add=[key])
+    assert [int(w) for w in added[:6]] == case["first_words"]
+    assert int(added[-1]) == case["last_word"]
+    assert hashlib.sha256(added.astype("<u8").tobytes()).hexdigest() == case["sha256_le_bytes"]
+    subtracted = np.zeros(length, dtype=np.uint64)
+    MaskApplier(length).apply(subtracted, subtract=[key])
+    assert np.array_equal(subtracted, np.zeros(length, dtype=np.uint64) - added)

@@ -83,3 +83,12 @@ def test_invalid_configs_fail_at_load(tmp_path: Path, text: str, match: str) -> 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_node_config(tmp_path / "absent.toml")
+
+
+def test_configs_roundtrip_through_toml(tmp_path: Path) -> None:
+    from nodes.config import node_config_to_toml
+
+    for path in sorted((ROOT / "examples" / "nodes").glob("*.toml")):
+        config = load_node_config(path)
+        again = _write(tmp_path, node_config_to_toml(config))
+        assert load_node_config(again) == config

@@ -164,6 +164,24 @@ def test_duplicate_sender_and_reused_keys() -> None:
     assert world.coordinator.expected() == frozenset(range(1, N))
 
 
+def test_rejected_advertisements_reserve_no_keys() -> None:
+    # The used-key set grows only with accepted advertisements.
+    world = World()
+    world.coordinator.receive(world.adverts[0])
+    mine = world.adverts[2].keys
+    half_copy = KeyAdvertisement(
+        1, PublicKeys(mine.encryption_key, world.adverts[0].keys.masking_key)
+    )
+    with pytest.raises(ProtocolError, match="another slot"):
+        world.coordinator.receive(half_copy)  # slot 2's encryption key must stay free
+    same_twice = KeyAdvertisement(3, PublicKeys(mine.masking_key, mine.masking_key))
+    with pytest.raises(ProtocolError, match="identical"):
+        world.coordinator.receive(same_twice)  # nor its masking key
+    for advert in world.adverts[1:]:
+        world.coordinator.receive(advert)
+    assert world.coordinator.complete()
+
+
 def test_dropped_node_cannot_rejoin() -> None:
     world = World()
     for advert in world.adverts[1:]:
@@ -284,6 +302,19 @@ def test_inconsistent_shares_abort_without_release() -> None:
     assert world.coordinator.stage is Stage.ABORTED
     with pytest.raises(ProtocolError):
         world.coordinator.result()
+
+
+@pytest.mark.parametrize("slots", [5, 12])  # 12 survivors: seeds recovered as one group
+def test_inconsistent_seed_share_names_its_owner(slots: int) -> None:
+    def tamper(stage: str, message: Any) -> Any:
+        if stage == "unmask" and message.sender == 1:
+            shares = dict(message.self_mask_shares)
+            shares[4] = shares[4][:4] + (2**520 + 12345).to_bytes(66, "big")
+            return UnmaskResponse(1, shares, message.key_shares)
+        return message
+
+    with pytest.raises(ProtocolError, match="slot 4's self-mask seed are inconsistent"):
+        run_protocol(slots, LENGTH, tamper=tamper)
 
 
 def test_forged_key_share_is_caught_by_the_public_key_check() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation.crypto.shamir import combine_shares
+from federation.crypto.shamir_batch import combine_batch
 from federation.protocols.secagg import NodeSecAgg, Stage, recovery
 
 from .harness import Dropouts, run_protocol
@@ -99,11 +99,11 @@ def test_coordinator_holds_no_node_secret_after_a_successful_run() -> None:
 def test_abort_reconstructs_nothing(dropouts: Dropouts, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
 
-    def spy(*args: Any, **kwargs: Any) -> bytes:
-        calls.append(args)
-        return combine_shares(*args, **kwargs)
+    def spy(share_sets: Any, threshold: int) -> list[bytes]:
+        calls.extend(share_sets)  # one entry per secret
+        return combine_batch(share_sets, threshold)
 
-    monkeypatch.setattr(recovery, "combine_shares", spy)
+    monkeypatch.setattr(recovery, "combine_batch", spy)
     run = run_protocol(N, LENGTH, dropouts)
     assert run.error is not None
     assert run.coordinator.stage is Stage.ABORTED
@@ -119,11 +119,11 @@ def test_successful_run_does_reconstruct_through_the_spy(monkeypatch: pytest.Mon
     # Control for the test above: the spy does see reconstructions when the run succeeds.
     calls: list[Any] = []
 
-    def spy(*args: Any) -> bytes:
-        calls.append(args)
-        return combine_shares(*args)
+    def spy(share_sets: Any, threshold: int) -> list[bytes]:
+        calls.extend(share_sets)  # one entry per secret
+        return combine_batch(share_sets, threshold)
 
-    monkeypatch.setattr(recovery, "combine_shares", spy)
+    monkeypatch.setattr(recovery, "combine_batch", spy)
     run = run_protocol(N, LENGTH, Dropouts(after_shares={0}))
     assert run.result is not None
     assert len(calls) == N - 1 + 1  # five seeds and one masking key
