@@ -7,6 +7,7 @@ store; live sessions exist only in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import re
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from coordinator.store import Store
+from coordinator.store import NodeRow, Store
 from federation.errors import (
     ConfigError,
     SchemaMismatchError,
@@ -58,6 +59,8 @@ class Directory:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        # The registrations, mirrored in memory (the store is the durable copy).
+        self._known: dict[str, NodeRow] = {row.name: row for row in store.nodes()}
         self._lock = threading.Lock()
         self._sessions: dict[str, NodeSession] = {}
         self._detach_listeners: list[Callable[[NodeSession], None]] = []
@@ -84,6 +87,10 @@ class Directory:
                 raise ConfigError(f"node {name!r} registers dataset {schema.name!r} twice")
             datasets[schema.name] = schema
         self._store.record_registration(name, registration.datasets, registration.agent_version)
+        now = time.time()
+        with self._lock:
+            first = self._known[name].first_seen if name in self._known else now
+            self._known[name] = NodeRow(name, first, now, registration.datasets)
         session = NodeSession(name, outbox, datasets, peer, time.time())
         with self._lock:
             old = self._sessions.get(name)
@@ -113,6 +120,10 @@ class Directory:
         """Record a heartbeat."""
         session.last_seen = when
         self._store.touch_node(session.name, when)
+        with self._lock:
+            row = self._known.get(session.name)
+            if row is not None:
+                self._known[session.name] = dataclasses.replace(row, last_seen=when)
 
     def expire_stale(self, max_silence: float) -> list[str]:
         """Take offline every session silent for longer than ``max_silence`` seconds."""
@@ -125,6 +136,10 @@ class Directory:
             log.warning("node %s missed its heartbeats; marking it offline", s.name)
             self._go_offline(s)
         return [s.name for s in stale]
+
+    def _rows(self) -> list[NodeRow]:
+        with self._lock:
+            return sorted(self._known.values(), key=lambda r: r.name)
 
     def online_sessions(self) -> list[NodeSession]:
         """Currently connected nodes."""
@@ -141,14 +156,14 @@ class Directory:
                 last_seen=online[row.name].last_seen if row.name in online else row.last_seen,
                 datasets=tuple(s.name for s in row.datasets),
             )
-            for row in self._store.nodes()
+            for row in self._rows()
         ]
 
     def datasets(self) -> list[DatasetInfo]:
         """The logical datasets: schema, node counts and whether their nodes agree."""
         online = {s.name for s in self.online_sessions()}
         by_name: dict[str, list[tuple[str, DatasetSchema]]] = {}
-        for row in self._store.nodes():
+        for row in self._rows():
             for schema in row.datasets:
                 by_name.setdefault(schema.name, []).append((row.name, schema))
         infos = []
@@ -178,11 +193,11 @@ class Directory:
         Raises UnknownDatasetError, SchemaMismatchError, or TooFewParticipantsError
         when fewer than ``minimum`` nodes serving it are online.
         """
-        known = any(dataset in {s.name for s in row.datasets} for row in self._store.nodes())
+        known = any(dataset in {s.name for s in row.datasets} for row in self._rows())
         sessions = [s for s in self.online_sessions() if dataset in s.datasets]
         if not sessions:
             if not known:
-                names = sorted({s.name for row in self._store.nodes() for s in row.datasets})
+                names = sorted({s.name for row in self._rows() for s in row.datasets})
                 raise UnknownDatasetError(
                     f"no node serves a dataset named {dataset!r}; known datasets: {names}"
                 )

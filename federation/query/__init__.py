@@ -9,8 +9,9 @@
 15
 
 Pipeline: :func:`parse_query` (syntax and shape) -> :func:`bind_query` (columns, types,
-vector layout, fingerprint) -> :func:`compute_local` at every node (one DuckDB query,
-exact integers, uint64 vector) -> secure aggregation sums the vectors mod 2**64 ->
+vector layout, fingerprint) -> :func:`compute_local` at every node (DuckDB: the fastest
+exact formulation for its data, falling back to wider ones; exact integers, uint64
+vector) -> secure aggregation sums the vectors mod 2**64 ->
 :func:`finalize` at the coordinator (exact rationals -> :class:`~federation.table.ResultTable`).
 
 Supported SQL::
