@@ -50,6 +50,7 @@ class NodeSession:
     datasets: dict[str, DatasetSchema]
     peer: str
     last_seen: float
+    mask_public_key: bytes = b""
     session_id: int = field(default_factory=lambda: next(_session_ids))
     online: bool = True
 
@@ -91,7 +92,9 @@ class Directory:
         with self._lock:
             first = self._known[name].first_seen if name in self._known else now
             self._known[name] = NodeRow(name, first, now, registration.datasets)
-        session = NodeSession(name, outbox, datasets, peer, time.time())
+        session = NodeSession(
+            name, outbox, datasets, peer, time.time(), registration.mask_public_key
+        )
         with self._lock:
             old = self._sessions.get(name)
             self._sessions[name] = session

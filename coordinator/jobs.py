@@ -7,24 +7,29 @@ job's events.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from coordinator.directory import Directory, NodeSession
+from coordinator.he_run import HERun, he_spec
 from coordinator.secagg_run import SecAggRun
 from coordinator.store import Store
 from federation.errors import (
     FederationError,
     NodeTaskError,
+    ProtocolError,
     TooFewParticipantsError,
     error_class_for_code,
 )
 from federation.messages import (
+    EncryptedJobResult,
+    EncryptedShare,
     ErrorInfo,
     JobAccepted,
     JobCompleted,
@@ -35,8 +40,9 @@ from federation.messages import (
     SecAggFromNode,
     TaskFailure,
 )
+from federation.protocols.he.registry import scheme
 from federation.protocols.secagg import make_params
-from federation.query import bind_query, finalize, parse_query
+from federation.query import BoundQuery, bind_query, finalize, parse_query
 
 __all__ = ["JobManager", "JobSettings"]
 
@@ -61,7 +67,7 @@ class _Job:
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.events: queue.Queue[JobEvent | FederationError] = queue.Queue()
-        self.run: SecAggRun | None = None
+        self.run: SecAggRun | HERun | None = None
 
 
 class JobManager:
@@ -99,7 +105,7 @@ class JobManager:
 
     def _execute(self, job: _Job, request: QueryRequest, submitted: float) -> None:
         try:
-            self._run_secagg(job, request, submitted)
+            self._run(job, request, submitted)
         except FederationError as exc:
             exc.job_id = job.job_id
             log.info("job %s failed: [%s] %s", job.job_id, exc.code, exc.message)
@@ -119,10 +125,17 @@ class JobManager:
             with self._lock:
                 self._running.pop(job.job_id, None)
 
-    def _run_secagg(self, job: _Job, request: QueryRequest, submitted: float) -> None:
+    def _run(self, job: _Job, request: QueryRequest, submitted: float) -> None:
         parsed = parse_query(request.sql)
         schema, sessions = self._directory.plan_targets(parsed.dataset, self._settings.min_nodes)
         bound = bind_query(parsed, schema)
+        if request.protocol.homomorphic:
+            if not request.public_key:
+                raise ProtocolError(
+                    f"a {request.protocol.value} query needs the analyst's public key "
+                    "(the SDK sends it; raw callers must set public_key)"
+                )
+            scheme(request.protocol.value).check_public_key(request.public_key)
         self._store.record_job_selected(job.job_id, bound.dataset, len(sessions))
         job.events.put(
             JobAccepted(
@@ -134,17 +147,30 @@ class JobManager:
                 submitted_at=submitted,
             )
         )
+
+        def progress(stage: str, done: int, total: int) -> None:
+            job.events.put(JobProgress(job.job_id, stage, done, total))
+
+        if request.protocol.homomorphic:
+            self._run_homomorphic(job, request, bound, sessions, progress)
+        else:
+            self._run_secagg(job, request, bound, sessions, progress)
+
+    def _run_secagg(
+        self,
+        job: _Job,
+        request: QueryRequest,
+        bound: BoundQuery,
+        sessions: list[NodeSession],
+        progress: Callable[[str, int, int], None],
+    ) -> None:
         params = make_params(
             job.job_id,
             len(sessions),
             bound.vector_length,
             dropout_tolerance=self._settings.dropout_tolerance,
         )
-
-        def progress(stage: str, done: int, total: int) -> None:
-            job.events.put(JobProgress(job.job_id, stage, done, total))
-
-        job.run = SecAggRun(
+        run = SecAggRun(
             params,
             sessions,
             dataset=bound.dataset,
@@ -153,7 +179,8 @@ class JobManager:
             round_timeout=self._settings.round_timeout,
             on_progress=progress,
         )
-        result = job.run.run()
+        job.run = run
+        result = run.run()
         contributors = len(result.contributors)
         if contributors < self._settings.min_nodes:
             raise TooFewParticipantsError(
@@ -170,19 +197,75 @@ class JobManager:
             contributors,
         )
         job.events.put(JobResult(job.job_id, table))
+        self._completed(job, request, len(sessions), contributors, finished)
+
+    def _run_homomorphic(
+        self,
+        job: _Job,
+        request: QueryRequest,
+        bound: BoundQuery,
+        sessions: list[NodeSession],
+        progress: Callable[[str, int, int], None],
+    ) -> None:
+        spec = he_spec(job.job_id, bound.vector_length, len(sessions))
+        run = HERun(
+            request.protocol,
+            scheme(request.protocol.value),
+            request.public_key,
+            spec,
+            sessions,
+            dataset=bound.dataset,
+            sql=request.sql,
+            fingerprint=bound.fingerprint,
+            round_timeout=self._settings.round_timeout,
+            on_progress=progress,
+        )
+        job.run = run
+        ciphertext = run.run()
+        finished = time.time()
+        digest = hashlib.sha256(ciphertext).hexdigest()
+        self._store.record_job_released_encrypted(job.job_id, digest, len(sessions), finished)
+        log.info(
+            "job %s released a %s ciphertext (%d bytes, sha256 %s) from %d node(s)",
+            job.job_id,
+            request.protocol.value,
+            len(ciphertext),
+            digest[:16],
+            len(sessions),
+        )
+        job.events.put(
+            EncryptedJobResult(
+                job_id=job.job_id,
+                protocol=request.protocol,
+                fingerprint=bound.fingerprint,
+                schema=bound.schema,
+                length=spec.length,
+                ring_bits=spec.ring_bits,
+                parties=spec.parties,
+                ciphertext=ciphertext,
+            )
+        )
+        self._completed(job, request, len(sessions), len(sessions), finished)
+
+    @staticmethod
+    def _completed(
+        job: _Job, request: QueryRequest, selected: int, contributing: int, finished: float
+    ) -> None:
         job.events.put(
             JobCompleted(
                 job_id=job.job_id,
                 protocol=request.protocol,
-                selected_nodes=len(sessions),
-                contributing_nodes=contributors,
+                selected_nodes=selected,
+                contributing_nodes=contributing,
                 finished_at=finished,
             )
         )
 
     # --- node traffic ---------------------------------------------------------
 
-    def route(self, session: NodeSession, message: SecAggFromNode | TaskFailure) -> None:
+    def route(
+        self, session: NodeSession, message: SecAggFromNode | EncryptedShare | TaskFailure
+    ) -> None:
         """Hand a node's job message to its job (late or unknown jobs are ignored)."""
         with self._lock:
             job = self._running.get(message.job_id)
@@ -197,7 +280,17 @@ class JobManager:
                     cls = NodeTaskError
                 run.fail(cls(f"node {session.name!r} refused the task: {message.error.message}"))
             return
-        run.deliver(session, message.message)
+        if isinstance(message, EncryptedShare) and isinstance(run, HERun):
+            run.deliver(session, message.data)
+        elif isinstance(message, SecAggFromNode) and isinstance(run, SecAggRun):
+            run.deliver(session, message.message)
+        else:
+            log.warning(
+                "job %s: ignoring a %s from %s (wrong protocol)",
+                message.job_id,
+                type(message).__name__,
+                session.name,
+            )
 
     def _node_lost(self, session: NodeSession) -> None:
         with self._lock:

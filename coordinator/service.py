@@ -24,6 +24,7 @@ from federation.messages import (
     PROTOCOL_VERSION,
     CoordinatorInfo,
     DatasetInfo,
+    EncryptedShare,
     Heartbeat,
     JobEvent,
     JobRecord,
@@ -110,7 +111,7 @@ class Coordinator:
             raise TypeError("not a session of this coordinator")
         if isinstance(message, Heartbeat):
             self.directory.heartbeat(session, time.time())  # our clock, not the node's
-        elif isinstance(message, (SecAggFromNode, TaskFailure)):
+        elif isinstance(message, (SecAggFromNode, EncryptedShare, TaskFailure)):
             self.jobs.route(session, message)
         else:
             raise ProtocolError(f"unexpected {type(message).__name__} on a registered stream")

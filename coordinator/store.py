@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     contributing_nodes INTEGER NOT NULL DEFAULT 0,
     error_code TEXT,
     error_message TEXT,
-    result_json TEXT
+    result_json TEXT,
+    result_digest TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 """
@@ -191,6 +192,16 @@ class Store:
             "UPDATE jobs SET status = ?, finished_at = ?, contributing_nodes = ?, "
             "result_json = ? WHERE job_id = ?",
             (JobStatus.SUCCEEDED.value, finished_at, contributing, _table_to_json(table), job_id),
+        )
+
+    def record_job_released_encrypted(
+        self, job_id: str, digest: str, contributing: int, finished_at: float
+    ) -> None:
+        """Record a homomorphic result released to the analyst (only its hash is kept)."""
+        self._write(
+            "UPDATE jobs SET status = ?, finished_at = ?, contributing_nodes = ?, "
+            "result_digest = ? WHERE job_id = ?",
+            (JobStatus.SUCCEEDED.value, finished_at, contributing, digest, job_id),
         )
 
     def record_job_failed(self, job_id: str, error: ErrorInfo, finished_at: float) -> None:

@@ -40,7 +40,10 @@ __all__ = [
     "CoordinatorToNode",
     "DatasetInfo",
     "DatasetStatus",
+    "EncryptedJobResult",
+    "EncryptedShare",
     "ErrorInfo",
+    "HESetup",
     "Heartbeat",
     "JobAccepted",
     "JobCompleted",
@@ -73,6 +76,16 @@ class Protocol(enum.Enum):
     """Aggregation protocols an analyst can choose per query."""
 
     SECAGG = "secagg"
+    """Pairwise-masked secure aggregation (SecAgg+); the default."""
+    PAILLIER = "paillier"
+    """Exact additively homomorphic encryption under the analyst's Paillier key."""
+    CKKS = "ckks"
+    """Lattice-based homomorphic encryption (CKKS) under the analyst's key."""
+
+    @property
+    def homomorphic(self) -> bool:
+        """True for the protocols where the analyst holds a decryption key."""
+        return self is not Protocol.SECAGG
 
 
 class JobStatus(enum.Enum):
@@ -109,6 +122,8 @@ class Registration:
     datasets: tuple[DatasetSchema, ...]
     agent_version: str = ""
     protocol_version: int = PROTOCOL_VERSION
+    mask_public_key: bytes = b""
+    """X25519 session key from which the node's zero-sum masks are derived."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +153,24 @@ class SecAggSetup:
 
 
 @dataclass(frozen=True)
+class HESetup:
+    """The node's place in one homomorphic sum."""
+
+    public_key: bytes
+    slot: int
+    parties: int
+    ring_bits: int
+    length: int
+    peers: tuple[tuple[int, bytes], ...]
+    """Every other participant's slot and zero-sum mask public key."""
+
+
+@dataclass(frozen=True)
 class TaskAssignment:
-    """A job's task for one node: compute the query locally, then aggregate."""
+    """A job's task for one node: compute the query locally, then aggregate.
+
+    Exactly one of ``secagg`` (protocol secagg) and ``he`` (paillier, ckks) is set.
+    """
 
     job_id: str
     dataset: str
@@ -147,7 +178,16 @@ class TaskAssignment:
     fingerprint: str
     protocol: Protocol
     round_timeout: float
-    secagg: SecAggSetup
+    secagg: SecAggSetup | None = None
+    he: HESetup | None = None
+
+
+@dataclass(frozen=True)
+class EncryptedShare:
+    """A node's homomorphically encrypted, zero-sum-masked contribution."""
+
+    job_id: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -190,7 +230,7 @@ class SecAggToNode:
     message: SecAggCoordinatorRound
 
 
-NodeToCoordinator = Registration | Heartbeat | TaskFailure | SecAggFromNode
+NodeToCoordinator = Registration | Heartbeat | TaskFailure | SecAggFromNode | EncryptedShare
 CoordinatorToNode = Registered | TaskAssignment | SecAggToNode | TaskCancelled
 
 
@@ -229,10 +269,11 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """An analyst's query."""
+    """An analyst's query (with the analyst's public key for homomorphic protocols)."""
 
     sql: str
     protocol: Protocol = Protocol.SECAGG
+    public_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -276,7 +317,21 @@ class JobCompleted:
     finished_at: float
 
 
-JobEvent = JobAccepted | JobProgress | JobResult | JobCompleted
+@dataclass(frozen=True)
+class EncryptedJobResult:
+    """A homomorphic job's result: only the analyst's secret key opens it."""
+
+    job_id: str
+    protocol: Protocol
+    fingerprint: str
+    schema: DatasetSchema
+    length: int
+    ring_bits: int
+    parties: int
+    ciphertext: bytes
+
+
+JobEvent = JobAccepted | JobProgress | JobResult | EncryptedJobResult | JobCompleted
 
 
 @dataclass(frozen=True)

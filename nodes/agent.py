@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from federation.crypto.keys import X25519KeyPair
 from federation.errors import CoordinatorUnavailableError, FederationError
 from federation.messages import (
     ErrorInfo,
@@ -28,6 +29,7 @@ from federation.messages import (
 from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
 from nodes.config import NodeConfig
 from nodes.datasets import LocalData
+from nodes.he_task import HETask
 from nodes.task import DropoutStage, SecAggTask
 
 __all__ = ["AGENT_VERSION", "NodeAgent"]
@@ -58,7 +60,9 @@ class NodeAgent:
         self.registered = threading.Event()
         self.dead = threading.Event()
         self._link: NodeLink | None = None
-        self._tasks: dict[str, SecAggTask] = {}
+        self._tasks: dict[str, SecAggTask | HETask] = {}
+        # Session key for zero-sum masks in homomorphic jobs; never leaves this process.
+        self._mask_keys = X25519KeyPair.generate()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{config.name}-compute")
         self._thread: threading.Thread | None = None
@@ -83,6 +87,7 @@ class NodeAgent:
                         node_name=self.config.name,
                         datasets=self.data.schemas,
                         agent_version=AGENT_VERSION,
+                        mask_public_key=self._mask_keys.public_bytes,
                     )
                 )
             except CoordinatorUnavailableError as exc:
@@ -164,10 +169,12 @@ class NodeAgent:
         elif isinstance(message, SecAggToNode):
             with self._lock:
                 task = self._tasks.get(message.job_id)
-            if task is None:
-                log.debug("node %s: message for unknown job %s", self.config.name, message.job_id)
-            else:
+            if isinstance(task, SecAggTask):
                 task.deliver(message.message)
+            else:
+                log.debug(
+                    "node %s: secagg message for job %s ignored", self.config.name, message.job_id
+                )
         elif isinstance(message, TaskCancelled):
             with self._lock:
                 task = self._tasks.pop(message.job_id, None)
@@ -194,14 +201,25 @@ class NodeAgent:
                     )
                 )
                 return
-            task = SecAggTask(
-                assignment,
-                self.data,
-                self._send,
-                compute_pool=self._pool,
-                die_at=self._die_at,
-                die=self.kill,
-            )
+            task: SecAggTask | HETask
+            if assignment.he is not None:
+                task = HETask(
+                    assignment,
+                    self.data,
+                    self._send,
+                    self._mask_keys,
+                    die_at=self._die_at,
+                    die=self.kill,
+                )
+            else:
+                task = SecAggTask(
+                    assignment,
+                    self.data,
+                    self._send,
+                    compute_pool=self._pool,
+                    die_at=self._die_at,
+                    die=self.kill,
+                )
             self._tasks[assignment.job_id] = task
         log.info(
             "node %s: task for job %s on dataset %s",

@@ -37,7 +37,7 @@ from federation.protocols.secagg import (
 from federation.query import BoundQuery, bind_query, compute_local, parse_query
 from nodes.datasets import LocalData
 
-__all__ = ["DropoutStage", "SecAggTask"]
+__all__ = ["DropoutStage", "SecAggTask", "bind_assignment"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,30 @@ class DropoutStage(enum.Enum):
 
 Send = Callable[[NodeToCoordinator], None]
 Die = Callable[[], None]
+
+
+def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: int) -> BoundQuery:
+    """Bind the task's SQL against this node's own schema and check it is what was planned.
+
+    Raises:
+        SchemaMismatchError: the node does not serve the dataset, or the computation
+            it derives differs from the one the coordinator claims (fingerprint,
+            vector length).
+    """
+    schema = data.schema(assignment.dataset)
+    if schema is None:
+        raise SchemaMismatchError(f"this node does not serve dataset {assignment.dataset!r}")
+    bound = bind_query(parse_query(assignment.sql), schema)
+    if bound.dataset != assignment.dataset:
+        raise SchemaMismatchError("the task's SQL names a different dataset than the task")
+    if bound.fingerprint != assignment.fingerprint:
+        raise SchemaMismatchError(
+            "the computation requested does not match what this node derives from the "
+            "query and its own schema (fingerprint mismatch); refusing"
+        )
+    if bound.vector_length != vector_length:
+        raise SchemaMismatchError("the task's vector length does not match the query")
+    return bound
 
 
 class SecAggTask:
@@ -152,26 +176,17 @@ class SecAggTask:
             raise _NodeDiedError
 
     def _bind(self) -> BoundQuery:
-        a = self._assignment
-        schema = self._data.schema(a.dataset)
-        if schema is None:
-            raise SchemaMismatchError(f"this node does not serve dataset {a.dataset!r}")
-        bound = bind_query(parse_query(a.sql), schema)
-        if bound.dataset != a.dataset:
-            raise SchemaMismatchError("the task's SQL names a different dataset than the task")
-        if bound.fingerprint != a.fingerprint:
-            raise SchemaMismatchError(
-                "the computation requested does not match what this node derives from the "
-                "query and its own schema (fingerprint mismatch); refusing"
-            )
-        if bound.vector_length != a.secagg.vector_length:
-            raise SchemaMismatchError("the task's vector length does not match the query")
-        return bound
+        setup = self._assignment.secagg
+        if setup is None:
+            raise ProtocolError("a secure-aggregation task arrived without its setup")
+        return bind_assignment(self._assignment, self._data, setup.vector_length)
 
     def _start_protocol(self) -> None:
         self._checkpoint(DropoutStage.BEFORE_KEYS)
         bound = self._bind()
         setup = self._assignment.secagg
+        if setup is None:  # pragma: no cover - checked in _bind
+            raise ProtocolError("a secure-aggregation task arrived without its setup")
         params = SecAggParams(
             job_id=self.job_id,
             slots=setup.slots,
@@ -205,8 +220,10 @@ class SecAggTask:
         machine = self._machine
         if machine is None:  # pragma: no cover - guarded by the caller
             return True
-        slot = self._assignment.secagg.slot
-        message = dataclasses.replace(message, recipient=slot)
+        setup = self._assignment.secagg
+        if setup is None:  # pragma: no cover - checked in _bind
+            return True
+        message = dataclasses.replace(message, recipient=setup.slot)
         if isinstance(message, KeyRoster):
             self._checkpoint(DropoutStage.AFTER_KEYS)
             self._send(SecAggFromNode(self.job_id, machine.share_keys(message)))

@@ -79,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", help="run an aggregate SQL query")
     query.add_argument("sql", help='e.g. "SELECT sex, AVG(age) FROM patients GROUP BY sex"')
     _add_coordinator_arg(query)
-    query.add_argument("--protocol", default="secagg", choices=["secagg"])
+    query.add_argument(
+        "--protocol",
+        default="secagg",
+        choices=["secagg", "paillier", "ckks"],
+        help="secure aggregation (default) or homomorphic encryption under a fresh key",
+    )
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     query.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     query.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")

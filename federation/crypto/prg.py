@@ -120,6 +120,9 @@ class Label(enum.Enum):
     """Key of the mask two neighbours share; context: ``(lower slot, higher slot)``."""
     SHARE_TRANSPORT = "share-transport"
     """AEAD key for Shamir shares sent one way; context: ``(sender, recipient)``."""
+    ZERO_SUM_MASK = "zero-sum-mask"
+    """Key of the mask two nodes share in a homomorphic sum (it cancels in the sum);
+    context: ``(lower slot, higher slot)``."""
 
     @property
     def key_size(self) -> int:
@@ -127,9 +130,18 @@ class Label(enum.Enum):
         return _KEY_SIZES[self]
 
 
-_KEY_SIZES = {Label.SELF_MASK: MASK_KEY_SIZE, Label.PAIRWISE_MASK: MASK_KEY_SIZE}
+_KEY_SIZES = {
+    Label.SELF_MASK: MASK_KEY_SIZE,
+    Label.PAIRWISE_MASK: MASK_KEY_SIZE,
+    Label.ZERO_SUM_MASK: MASK_KEY_SIZE,
+}
 _KEY_SIZES[Label.SHARE_TRANSPORT] = KEY_SIZE
-_CONTEXT_ARITY = {Label.SELF_MASK: 1, Label.PAIRWISE_MASK: 2, Label.SHARE_TRANSPORT: 2}
+_CONTEXT_ARITY = {
+    Label.SELF_MASK: 1,
+    Label.PAIRWISE_MASK: 2,
+    Label.SHARE_TRANSPORT: 2,
+    Label.ZERO_SUM_MASK: 2,
+}
 _PACK: dict[int, Callable[..., bytes]] = {1: struct.Struct(">I").pack, 2: struct.Struct(">II").pack}
 
 

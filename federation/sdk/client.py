@@ -14,6 +14,7 @@ from types import TracebackType
 from federation.errors import FederationError
 from federation.messages import (
     DatasetInfo,
+    EncryptedJobResult,
     JobAccepted,
     JobCompleted,
     JobProgress,
@@ -23,6 +24,7 @@ from federation.messages import (
     Protocol,
     QueryRequest,
 )
+from federation.sdk.homomorphic import KeyRing, open_result
 from federation.sdk.result import QueryResult
 from federation.transport.analyst_client import AnalystConnection
 
@@ -37,6 +39,8 @@ class Client:
     def __init__(self, address: str, *, connect_timeout: float = 10.0) -> None:
         self.address = address
         self._conn = AnalystConnection(address, connect_timeout=connect_timeout)
+        self.keys = KeyRing()
+        """This client's homomorphic key pairs (secret keys stay in this process)."""
 
     def __enter__(self) -> Client:
         return self
@@ -73,7 +77,9 @@ class Client:
 
         Args:
             sql: ``SELECT [group columns,] aggregates FROM dataset [WHERE ...] [GROUP BY ...]``.
-            protocol: How node results are combined; ``"secagg"`` (secure aggregation).
+            protocol: How node results are combined: ``"secagg"`` (secure aggregation,
+                the default), ``"paillier"`` or ``"ckks"`` (homomorphic encryption under
+                a key pair this client generates on first use and keeps in ``keys``).
             timeout: Seconds to wait for the result (None: no limit).
             progress: Called with each protocol stage as it completes.
 
@@ -88,9 +94,11 @@ class Client:
                 f"unknown protocol {protocol!r}; available: {[p.value for p in Protocol]}"
             ) from None
         started = time.monotonic()
+        public_key = self.keys.key(proto).public_bytes() if proto.homomorphic else b""
         accepted: JobAccepted | None = None
         result: JobResult | None = None
-        for event in self._conn.submit_query(QueryRequest(sql, proto), timeout):
+        request = QueryRequest(sql, proto, public_key)
+        for event in self._conn.submit_query(request, timeout):
             if isinstance(event, JobAccepted):
                 accepted = event
             elif isinstance(event, JobProgress):
@@ -98,6 +106,13 @@ class Client:
                     progress(event)
             elif isinstance(event, JobResult):
                 result = event
+            elif isinstance(event, EncryptedJobResult):
+                try:
+                    table = open_result(sql, event, self.keys.key(proto))
+                except FederationError as exc:
+                    exc.job_id = event.job_id
+                    raise
+                result = JobResult(event.job_id, table)
             elif isinstance(event, JobCompleted):
                 if result is None or accepted is None:
                     raise FederationError("the coordinator completed the job without a result")

@@ -11,6 +11,7 @@ from federation.messages import (
     PROTOCOL_VERSION,
     CoordinatorInfo,
     DatasetInfo,
+    EncryptedJobResult,
     JobAccepted,
     JobCompleted,
     JobEvent,
@@ -21,6 +22,7 @@ from federation.messages import (
     Protocol,
     QueryRequest,
 )
+from federation.schema import DatasetSchema
 from federation.table import Cell, ColumnKind, ResultTable
 from federation.transport.options import channel_options
 from federation.transport.serde import (
@@ -104,53 +106,108 @@ class AnalystConnection:
 
     def submit_query(self, request: QueryRequest, timeout: float | None) -> Iterator[JobEvent]:
         """Run a query; yields events as they arrive. Errors carry the job id if known."""
-        job_id: str | None = None
-        header: tuple[tuple[str, ...], tuple[ColumnKind, ...], int] | None = None
-        rows: list[tuple[Cell, ...]] = []
+        decoder = _EventDecoder()
         try:
             stream = self._stub.SubmitQuery(
-                analyst_pb2.SubmitQueryRequest(sql=request.sql, protocol=request.protocol.value),
+                analyst_pb2.SubmitQueryRequest(
+                    sql=request.sql,
+                    protocol=request.protocol.value,
+                    public_key=request.public_key,
+                ),
                 timeout=timeout,
             )
             for event in stream:
-                job_id = event.job_id
-                which = event.WhichOneof("event")
-                if which == "accepted":
-                    a = event.accepted
-                    yield JobAccepted(
-                        job_id=job_id,
-                        sql=a.sql,
-                        protocol=protocol_from_wire(a.protocol),
-                        dataset=a.dataset,
-                        selected_nodes=a.selected_nodes,
-                        submitted_at=a.submitted_at,
-                    )
-                elif which == "progress":
-                    p = event.progress
-                    yield JobProgress(job_id, p.stage, p.done, p.total)
-                elif which == "result_header":
-                    header = table_header_from_proto(event.result_header)
-                elif which == "result_rows":
-                    if header is None:
-                        raise FederationError("result rows arrived before the result header")
-                    rows.extend(rows_from_proto(event.result_rows.rows, len(header[0])))
-                elif which == "completed":
-                    if header is not None:
-                        names, kinds, count = header
-                        if count != len(rows):
-                            raise FederationError(
-                                f"result announced {count} rows but {len(rows)} arrived"
-                            )
-                        yield JobResult(job_id, ResultTable(names, kinds, tuple(rows)))
-                    c = event.completed
-                    yield JobCompleted(
-                        job_id=job_id,
-                        protocol=protocol_from_wire(c.protocol),
-                        selected_nodes=c.selected_nodes,
-                        contributing_nodes=c.contributing_nodes,
-                        finished_at=c.finished_at,
-                    )
+                yield from decoder.decode(event)
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, target=self.address)
-            error.job_id = job_id
+            error.job_id = decoder.job_id
             raise error from None
+
+
+class _EventDecoder:
+    """Reassembles a job's streamed events (result rows, ciphertext chunks)."""
+
+    def __init__(self) -> None:
+        self.job_id: str | None = None
+        self._header: tuple[tuple[str, ...], tuple[ColumnKind, ...], int] | None = None
+        self._rows: list[tuple[Cell, ...]] = []
+        self._encrypted: analyst_pb2.EncryptedResultHeader | None = None
+        self._ciphertext = bytearray()
+
+    def decode(self, event: analyst_pb2.JobEvent) -> list[JobEvent]:
+        """The domain events completed by this wire event (often none)."""
+        job_id = self.job_id = event.job_id
+        which = event.WhichOneof("event")
+        if which == "accepted":
+            a = event.accepted
+            return [
+                JobAccepted(
+                    job_id=job_id,
+                    sql=a.sql,
+                    protocol=protocol_from_wire(a.protocol),
+                    dataset=a.dataset,
+                    selected_nodes=a.selected_nodes,
+                    submitted_at=a.submitted_at,
+                )
+            ]
+        if which == "progress":
+            p = event.progress
+            return [JobProgress(job_id, p.stage, p.done, p.total)]
+        if which == "result_header":
+            self._header = table_header_from_proto(event.result_header)
+        elif which == "result_rows":
+            if self._header is None:
+                raise FederationError("result rows arrived before the result header")
+            self._rows.extend(rows_from_proto(event.result_rows.rows, len(self._header[0])))
+        elif which == "encrypted_header":
+            self._encrypted = event.encrypted_header
+        elif which == "encrypted_bytes":
+            if self._encrypted is None:
+                raise FederationError("ciphertext arrived before its header")
+            self._ciphertext.extend(event.encrypted_bytes.data)
+            if len(self._ciphertext) > self._encrypted.total_bytes:
+                raise FederationError("more ciphertext arrived than announced")
+        elif which == "completed":
+            return self._completed(job_id, event.completed)
+        return []
+
+    def _completed(self, job_id: str, c: analyst_pb2.JobCompleted) -> list[JobEvent]:
+        out: list[JobEvent] = []
+        if self._encrypted is not None:
+            out.append(_encrypted_result(job_id, self._encrypted, bytes(self._ciphertext)))
+        if self._header is not None:
+            names, kinds, count = self._header
+            if count != len(self._rows):
+                raise FederationError(
+                    f"result announced {count} rows but {len(self._rows)} arrived"
+                )
+            out.append(JobResult(job_id, ResultTable(names, kinds, tuple(self._rows))))
+        out.append(
+            JobCompleted(
+                job_id=job_id,
+                protocol=protocol_from_wire(c.protocol),
+                selected_nodes=c.selected_nodes,
+                contributing_nodes=c.contributing_nodes,
+                finished_at=c.finished_at,
+            )
+        )
+        return out
+
+
+def _encrypted_result(
+    job_id: str, header: analyst_pb2.EncryptedResultHeader, ciphertext: bytes
+) -> EncryptedJobResult:
+    if len(ciphertext) != header.total_bytes:
+        raise FederationError(
+            f"the encrypted result announced {header.total_bytes} bytes, {len(ciphertext)} arrived"
+        )
+    return EncryptedJobResult(
+        job_id=job_id,
+        protocol=protocol_from_wire(header.scheme),
+        fingerprint=header.fingerprint,
+        schema=DatasetSchema.from_json(header.schema_json),
+        length=int(header.length),
+        ring_bits=header.ring_bits,
+        parties=header.parties,
+        ciphertext=ciphertext,
+    )

@@ -13,7 +13,9 @@ import numpy as np
 from federation.errors import FederationError, MessageTooLargeError, ProtocolError
 from federation.messages import (
     CoordinatorToNode,
+    EncryptedShare,
     Heartbeat,
+    HESetup,
     NodeToCoordinator,
     Registered,
     Registration,
@@ -44,9 +46,14 @@ from federation.transport.serde import (
 from federation.v1 import node_pb2
 
 __all__ = [
+    "CHUNK_BYTES",
     "CHUNK_ELEMENTS",
+    "MAX_SHARE_BYTES",
     "MAX_VECTOR_LENGTH",
     "UNKNOWN_SLOT",
+    "BytesAssembler",
+    "ChunkReassembler",
+    "EncryptedShareChunk",
     "MaskedInputChunk",
     "VectorAssembler",
     "coordinator_message_from_proto",
@@ -61,7 +68,57 @@ CHUNK_ELEMENTS = 1 << 17
 MAX_VECTOR_LENGTH = 1 << 26
 """Largest vector (in elements, 512 MiB) a coordinator accepts from a node."""
 
+CHUNK_BYTES = 1 << 20
+"""Bytes per chunk of an encrypted share (1 MiB)."""
+MAX_SHARE_BYTES = 1 << 30
+"""Largest encrypted share (1 GiB) a coordinator accepts from a node."""
+
 _LE_U64 = np.dtype("<u8")
+
+
+class EncryptedShareChunk:
+    """One received slice of a node's encrypted share (transport-internal)."""
+
+    __slots__ = ("data", "job_id", "offset", "total_length")
+
+    def __init__(self, job_id: str, offset: int, total_length: int, data: bytes) -> None:
+        self.job_id = job_id
+        self.offset = offset
+        self.total_length = total_length
+        self.data = data
+
+
+class BytesAssembler:
+    """Reassembles bytes sent as contiguous chunks; rejects anything else."""
+
+    def __init__(self, total_length: int, limit: int = MAX_SHARE_BYTES) -> None:
+        if not 0 < total_length <= limit:
+            raise MessageTooLargeError(
+                f"a payload of {total_length} bytes was announced; the limit is {limit}"
+            )
+        self.total_length = total_length
+        self._buffer = bytearray(total_length)
+        self._filled = 0
+
+    def add(self, offset: int, total_length: int, data: bytes) -> bytes | None:
+        """Add the next chunk; returns the whole payload once it is complete."""
+        if total_length != self.total_length:
+            raise ProtocolError("chunks disagree on the total length")
+        if offset != self._filled:
+            raise ProtocolError(
+                f"chunk at offset {offset}, expected {self._filled} (chunks in order)"
+            )
+        if not data or self._filled + len(data) > self.total_length:
+            raise ProtocolError("a chunk is empty or exceeds the announced length")
+        self._buffer[self._filled : self._filled + len(data)] = data
+        self._filled += len(data)
+        return bytes(self._buffer) if self._filled == self.total_length else None
+
+
+def chunk_bytes(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(offset, slice)`` pairs covering ``data`` in chunks of CHUNK_BYTES."""
+    for start in range(0, len(data), CHUNK_BYTES):
+        yield start, data[start : start + CHUNK_BYTES]
 
 
 class MaskedInputChunk:
@@ -134,6 +191,7 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
                 agent_version=message.agent_version,
                 protocol_version=message.protocol_version,
                 datasets=[schema_to_proto(s) for s in message.datasets],
+                mask_public_key=message.mask_public_key,
             )
         )
     elif isinstance(message, Heartbeat):
@@ -146,6 +204,18 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
         )
     elif isinstance(message, SecAggFromNode):
         yield from _secagg_node_to_proto(message)
+    elif isinstance(message, EncryptedShare):
+        if not message.data:
+            raise ProtocolError("an encrypted share cannot be empty")
+        for offset, data in chunk_bytes(message.data):
+            yield node_pb2.NodeMessage(
+                encrypted_share=node_pb2.EncryptedShare(
+                    job_id=message.job_id,
+                    offset=offset,
+                    total_length=len(message.data),
+                    data=data,
+                )
+            )
     else:  # pragma: no cover - exhaustive over NodeToCoordinator
         raise TypeError(f"not a node message: {type(message).__name__}")
 
@@ -188,7 +258,7 @@ def _secagg_node_to_proto(message: SecAggFromNode) -> Iterator[node_pb2.NodeMess
 
 def node_message_from_proto(
     msg: node_pb2.NodeMessage,
-) -> NodeToCoordinator | MaskedInputChunk:
+) -> NodeToCoordinator | MaskedInputChunk | EncryptedShareChunk:
     """Wire -> domain. Masked inputs arrive as chunks for a VectorAssembler."""
     which = msg.WhichOneof("body")
     if which == "register":
@@ -198,6 +268,7 @@ def node_message_from_proto(
             datasets=tuple(schema_from_proto(s) for s in reg.datasets),
             agent_version=reg.agent_version,
             protocol_version=reg.protocol_version,
+            mask_public_key=bytes(reg.mask_public_key),
         )
     if which == "heartbeat":
         return Heartbeat(sent_at=msg.heartbeat.sent_at)
@@ -207,6 +278,9 @@ def node_message_from_proto(
         )
     if which == "secagg":
         return _secagg_node_from_proto(msg.secagg)
+    if which == "encrypted_share":
+        e = msg.encrypted_share
+        return EncryptedShareChunk(e.job_id, int(e.offset), int(e.total_length), bytes(e.data))
     raise FederationError("empty node message: no body set")
 
 
@@ -251,25 +325,39 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
             )
         )
     if isinstance(message, TaskAssignment):
-        s = message.secagg
-        setup = node_pb2.SecAggSetup(
-            slots=s.slots,
-            slot=s.slot,
-            vector_length=s.vector_length,
-            threshold=s.threshold,
-            neighbours=[node_pb2.NeighbourList(slots=list(n)) for n in s.neighbours],
+        task = node_pb2.Task(
+            job_id=message.job_id,
+            dataset=message.dataset,
+            sql=message.sql,
+            fingerprint=message.fingerprint,
+            protocol=message.protocol.value,
+            round_timeout=message.round_timeout,
         )
-        return node_pb2.CoordinatorMessage(
-            task=node_pb2.Task(
-                job_id=message.job_id,
-                dataset=message.dataset,
-                sql=message.sql,
-                fingerprint=message.fingerprint,
-                protocol=message.protocol.value,
-                round_timeout=message.round_timeout,
-                secagg=setup,
+        if message.secagg is not None:
+            s = message.secagg
+            task.secagg.CopyFrom(
+                node_pb2.SecAggSetup(
+                    slots=s.slots,
+                    slot=s.slot,
+                    vector_length=s.vector_length,
+                    threshold=s.threshold,
+                    neighbours=[node_pb2.NeighbourList(slots=list(n)) for n in s.neighbours],
+                )
             )
-        )
+        if message.he is not None:
+            h = message.he
+            task.he.CopyFrom(
+                node_pb2.HESetup(
+                    scheme=message.protocol.value,
+                    public_key=h.public_key,
+                    slot=h.slot,
+                    parties=h.parties,
+                    ring_bits=h.ring_bits,
+                    length=h.length,
+                    peers=[node_pb2.SlotBytes(slot=k, data=v) for k, v in h.peers],
+                )
+            )
+        return node_pb2.CoordinatorMessage(task=task)
     if isinstance(message, TaskCancelled):
         return node_pb2.CoordinatorMessage(
             cancel=node_pb2.CancelTask(job_id=message.job_id, reason=error_to_proto(message.reason))
@@ -305,23 +393,7 @@ def coordinator_message_from_proto(
             heartbeat_interval=msg.registered.heartbeat_interval,
         )
     if which == "task":
-        t = msg.task
-        s = t.secagg
-        return TaskAssignment(
-            job_id=t.job_id,
-            dataset=t.dataset,
-            sql=t.sql,
-            fingerprint=t.fingerprint,
-            protocol=protocol_from_wire(t.protocol),
-            round_timeout=t.round_timeout,
-            secagg=SecAggSetup(
-                slots=s.slots,
-                slot=s.slot,
-                vector_length=int(s.vector_length),
-                threshold=s.threshold,
-                neighbours=tuple(tuple(int(x) for x in n.slots) for n in s.neighbours),
-            ),
-        )
+        return _task_from_proto(msg.task)
     if which == "cancel":
         return TaskCancelled(job_id=msg.cancel.job_id, reason=error_from_proto(msg.cancel.reason))
     if which == "secagg":
@@ -352,3 +424,77 @@ def coordinator_message_from_proto(
             )
         raise ProtocolError("secure aggregation message with no round set")
     raise FederationError("empty coordinator message: no body set")
+
+
+def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
+    secagg = None
+    if t.HasField("secagg"):
+        s = t.secagg
+        secagg = SecAggSetup(
+            slots=s.slots,
+            slot=s.slot,
+            vector_length=int(s.vector_length),
+            threshold=s.threshold,
+            neighbours=tuple(tuple(int(x) for x in n.slots) for n in s.neighbours),
+        )
+    he = None
+    if t.HasField("he"):
+        h = t.he
+        peers = _slot_map(h.peers, "a homomorphic task")
+        he = HESetup(
+            public_key=bytes(h.public_key),
+            slot=h.slot,
+            parties=h.parties,
+            ring_bits=h.ring_bits,
+            length=int(h.length),
+            peers=tuple(sorted(peers.items())),
+        )
+    if (secagg is None) == (he is None):
+        raise ProtocolError("a task must carry exactly one protocol setup")
+    return TaskAssignment(
+        job_id=t.job_id,
+        dataset=t.dataset,
+        sql=t.sql,
+        fingerprint=t.fingerprint,
+        protocol=protocol_from_wire(t.protocol),
+        round_timeout=t.round_timeout,
+        secagg=secagg,
+        he=he,
+    )
+
+
+class ChunkReassembler:
+    """Turns a node's stream of wire messages back into whole domain messages.
+
+    Chunks of a masked input or an encrypted share are buffered per job until
+    complete; every other message passes through. Not thread-safe: one per stream.
+    """
+
+    def __init__(self) -> None:
+        self._vectors: dict[str, VectorAssembler] = {}
+        self._shares: dict[str, BytesAssembler] = {}
+
+    def feed(
+        self, message: NodeToCoordinator | MaskedInputChunk | EncryptedShareChunk
+    ) -> NodeToCoordinator | None:
+        """The complete message, or None while a chunked one is still arriving."""
+        if isinstance(message, MaskedInputChunk):
+            vectors = self._vectors.setdefault(
+                message.job_id, VectorAssembler(message.total_length)
+            )
+            vector = vectors.add(message)
+            if vector is None:
+                return None
+            del self._vectors[message.job_id]
+            return SecAggFromNode(message.job_id, MaskedInput(UNKNOWN_SLOT, vector))
+        if isinstance(message, EncryptedShareChunk):
+            share = self._shares.get(message.job_id)
+            if share is None:
+                share = BytesAssembler(message.total_length)
+                self._shares[message.job_id] = share
+            payload = share.add(message.offset, message.total_length, message.data)
+            if payload is None:
+                return None
+            del self._shares[message.job_id]
+            return EncryptedShare(message.job_id, payload)
+        return message

@@ -18,15 +18,14 @@ import grpc
 
 from federation.errors import FederationError, MessageTooLargeError, ProtocolError
 from federation.messages import (
+    EncryptedJobResult,
     JobAccepted,
-    JobCompleted,
+    JobEvent,
     JobProgress,
     JobResult,
     QueryRequest,
     Registration,
-    SecAggFromNode,
 )
-from federation.protocols.secagg.messages import MaskedInput
 from federation.transport.backend import CoordinatorBackend, OutboxClosed, QueueOutbox
 from federation.transport.options import MAX_SQL_BYTES, server_options
 from federation.transport.serde import (
@@ -39,9 +38,8 @@ from federation.transport.serde import (
     table_header_to_proto,
 )
 from federation.transport.serde_node import (
-    UNKNOWN_SLOT,
-    MaskedInputChunk,
-    VectorAssembler,
+    ChunkReassembler,
+    chunk_bytes,
     coordinator_message_to_proto,
     node_message_from_proto,
 )
@@ -94,7 +92,11 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
                 raise MessageTooLargeError(
                     f"query text is {len(request.sql.encode())} bytes; the limit is {MAX_SQL_BYTES}"
                 )
-            query = QueryRequest(sql=request.sql, protocol=protocol_from_wire(request.protocol))
+            query = QueryRequest(
+                sql=request.sql,
+                protocol=protocol_from_wire(request.protocol),
+                public_key=bytes(request.public_key),
+            )
             for event in self._backend.run_query(query):
                 yield from _job_event_to_proto(event)
 
@@ -105,9 +107,7 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
             return job_record_to_proto(self._backend.get_job(request.job_id))
 
 
-def _job_event_to_proto(
-    event: JobAccepted | JobProgress | JobResult | JobCompleted,
-) -> Iterator[analyst_pb2.JobEvent]:
+def _job_event_to_proto(event: JobEvent) -> Iterator[analyst_pb2.JobEvent]:
     if isinstance(event, JobAccepted):
         yield analyst_pb2.JobEvent(
             job_id=event.job_id,
@@ -124,6 +124,23 @@ def _job_event_to_proto(
             job_id=event.job_id,
             progress=analyst_pb2.JobProgress(stage=event.stage, done=event.done, total=event.total),
         )
+    elif isinstance(event, EncryptedJobResult):
+        yield analyst_pb2.JobEvent(
+            job_id=event.job_id,
+            encrypted_header=analyst_pb2.EncryptedResultHeader(
+                scheme=event.protocol.value,
+                fingerprint=event.fingerprint,
+                schema_json=event.schema.to_json(),
+                length=event.length,
+                ring_bits=event.ring_bits,
+                parties=event.parties,
+                total_bytes=len(event.ciphertext),
+            ),
+        )
+        for _, data in chunk_bytes(event.ciphertext):
+            yield analyst_pb2.JobEvent(
+                job_id=event.job_id, encrypted_bytes=analyst_pb2.ResultBytes(data=data)
+            )
     elif isinstance(event, JobResult):
         table = event.table
         yield analyst_pb2.JobEvent(job_id=event.job_id, result_header=table_header_to_proto(table))
@@ -197,26 +214,13 @@ class _NodeServicer(node_pb2_grpc.NodeServiceServicer):
         session: object,
         outbox: QueueOutbox,
     ) -> None:
-        assemblers: dict[str, VectorAssembler] = {}
+        reassembler = ChunkReassembler()
         try:
             for raw in request_iterator:
-                message = node_message_from_proto(raw)
-                if isinstance(message, MaskedInputChunk):
-                    assembler = assemblers.get(message.job_id)
-                    if assembler is None:
-                        assembler = VectorAssembler(message.total_length)
-                        assemblers[message.job_id] = assembler
-                    vector = assembler.add(message)
-                    if vector is None:
-                        continue
-                    del assemblers[message.job_id]
-                    self._backend.node_message(
-                        session,
-                        SecAggFromNode(message.job_id, MaskedInput(UNKNOWN_SLOT, vector)),
-                    )
-                elif isinstance(message, Registration):
+                message = reassembler.feed(node_message_from_proto(raw))
+                if isinstance(message, Registration):
                     raise ProtocolError("a node may register only once per stream")
-                else:
+                if message is not None:
                     self._backend.node_message(session, message)
         except FederationError as exc:
             log.warning("closing a node stream: [%s] %s", exc.code, exc.message)

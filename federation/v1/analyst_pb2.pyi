@@ -198,18 +198,22 @@ class SubmitQueryRequest(_message.Message):
 
     SQL_FIELD_NUMBER: _builtins.int
     PROTOCOL_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     sql: _builtins.str
     protocol: _builtins.str
-    """secagg (default)"""
+    """secagg (default) | paillier | ckks"""
+    public_key: _builtins.bytes
+    """the analyst's homomorphic public key (paillier, ckks)"""
     def __init__(
         self,
         *,
         sql: _builtins.str = ...,
         protocol: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["protocol", b"protocol", "sql", b"sql"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["protocol", b"protocol", "public_key", b"public_key", "sql", b"sql"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -225,6 +229,8 @@ class JobEvent(_message.Message):
     RESULT_HEADER_FIELD_NUMBER: _builtins.int
     RESULT_ROWS_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_HEADER_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_BYTES_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     @_builtins.property
     def accepted(self) -> Global___JobAccepted: ...
@@ -236,6 +242,10 @@ class JobEvent(_message.Message):
     def result_rows(self) -> Global___ResultRows: ...
     @_builtins.property
     def completed(self) -> Global___JobCompleted: ...
+    @_builtins.property
+    def encrypted_header(self) -> Global___EncryptedResultHeader: ...
+    @_builtins.property
+    def encrypted_bytes(self) -> Global___ResultBytes: ...
     def __init__(
         self,
         *,
@@ -245,16 +255,82 @@ class JobEvent(_message.Message):
         result_header: Global___ResultHeader | None = ...,
         result_rows: Global___ResultRows | None = ...,
         completed: Global___JobCompleted | None = ...,
+        encrypted_header: Global___EncryptedResultHeader | None = ...,
+        encrypted_bytes: Global___ResultBytes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "event", b"event", "progress", b"progress", "result_header", b"result_header", "result_rows", b"result_rows"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "encrypted_bytes", b"encrypted_bytes", "encrypted_header", b"encrypted_header", "event", b"event", "progress", b"progress", "result_header", b"result_header", "result_rows", b"result_rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "event", b"event", "job_id", b"job_id", "progress", b"progress", "result_header", b"result_header", "result_rows", b"result_rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "encrypted_bytes", b"encrypted_bytes", "encrypted_header", b"encrypted_header", "event", b"event", "job_id", b"job_id", "progress", b"progress", "result_header", b"result_header", "result_rows", b"result_rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "progress", "result_header", "result_rows", "completed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "progress", "result_header", "result_rows", "completed", "encrypted_header", "encrypted_bytes"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___JobEvent: _TypeAlias = JobEvent  # noqa: Y015
+
+@_typing.final
+class EncryptedResultHeader(_message.Message):
+    """A homomorphic job's result: the coordinator cannot read it; the analyst
+    decrypts it, then finalizes the query against the schema named here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEME_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SCHEMA_JSON_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    RING_BITS_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    scheme: _builtins.str
+    fingerprint: _builtins.str
+    """the query's fingerprint, as planned"""
+    schema_json: _builtins.str
+    """the dataset schema the query was planned against"""
+    length: _builtins.int
+    """values in the summed vector"""
+    ring_bits: _builtins.int
+    parties: _builtins.int
+    total_bytes: _builtins.int
+    """size of the ciphertext, sent as ResultBytes chunks"""
+    def __init__(
+        self,
+        *,
+        scheme: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
+        schema_json: _builtins.str = ...,
+        length: _builtins.int = ...,
+        ring_bits: _builtins.int = ...,
+        parties: _builtins.int = ...,
+        total_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "length", b"length", "parties", b"parties", "ring_bits", b"ring_bits", "schema_json", b"schema_json", "scheme", b"scheme", "total_bytes", b"total_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncryptedResultHeader: _TypeAlias = EncryptedResultHeader  # noqa: Y015
+
+@_typing.final
+class ResultBytes(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResultBytes: _TypeAlias = ResultBytes  # noqa: Y015
 
 @_typing.final
 class JobAccepted(_message.Message):

@@ -30,6 +30,7 @@ class NodeMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     TASK_FAILED_FIELD_NUMBER: _builtins.int
     SECAGG_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_SHARE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """must be the first message of a stream"""
@@ -40,6 +41,8 @@ class NodeMessage(_message.Message):
     def task_failed(self) -> Global___TaskFailed: ...
     @_builtins.property
     def secagg(self) -> Global___SecAggNodeMessage: ...
+    @_builtins.property
+    def encrypted_share(self) -> Global___EncryptedShare: ...
     def __init__(
         self,
         *,
@@ -47,16 +50,49 @@ class NodeMessage(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         task_failed: Global___TaskFailed | None = ...,
         secagg: Global___SecAggNodeMessage | None = ...,
+        encrypted_share: Global___EncryptedShare | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "heartbeat", "task_failed", "secagg"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "heartbeat", "task_failed", "secagg", "encrypted_share"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___NodeMessage: _TypeAlias = NodeMessage  # noqa: Y015
+
+@_typing.final
+class EncryptedShare(_message.Message):
+    """A node's homomorphically encrypted contribution, possibly in several chunks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    TOTAL_LENGTH_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    offset: _builtins.int
+    """in bytes"""
+    total_length: _builtins.int
+    """in bytes"""
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        total_length: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "job_id", b"job_id", "offset", b"offset", "total_length", b"total_length"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncryptedShare: _TypeAlias = EncryptedShare  # noqa: Y015
 
 @_typing.final
 class Register(_message.Message):
@@ -66,9 +102,12 @@ class Register(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
+    MASK_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     agent_version: _builtins.str
     protocol_version: _builtins.int
+    mask_public_key: _builtins.bytes
+    """X25519 session key for zero-sum masks (homomorphic jobs)"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetSchema]: ...
     def __init__(
@@ -78,10 +117,11 @@ class Register(_message.Message):
         agent_version: _builtins.str = ...,
         protocol_version: _builtins.int = ...,
         datasets: _abc.Iterable[_common_pb2.DatasetSchema] | None = ...,
+        mask_public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "datasets", b"datasets", "node_name", b"node_name", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "datasets", b"datasets", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "protocol_version", b"protocol_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -196,6 +236,7 @@ class Task(_message.Message):
     PROTOCOL_FIELD_NUMBER: _builtins.int
     ROUND_TIMEOUT_FIELD_NUMBER: _builtins.int
     SECAGG_FIELD_NUMBER: _builtins.int
+    HE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     dataset: _builtins.str
     sql: _builtins.str
@@ -205,6 +246,8 @@ class Task(_message.Message):
     round_timeout: _builtins.float
     @_builtins.property
     def secagg(self) -> Global___SecAggSetup: ...
+    @_builtins.property
+    def he(self) -> Global___HESetup: ...
     def __init__(
         self,
         *,
@@ -215,14 +258,58 @@ class Task(_message.Message):
         protocol: _builtins.str = ...,
         round_timeout: _builtins.float = ...,
         secagg: Global___SecAggSetup | None = ...,
+        he: Global___HESetup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["secagg", b"secagg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["he", b"he", "secagg", b"secagg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fingerprint", b"fingerprint", "job_id", b"job_id", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class HESetup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEME_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    RING_BITS_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
+    scheme: _builtins.str
+    """paillier | ckks"""
+    public_key: _builtins.bytes
+    """the analyst's public key"""
+    slot: _builtins.int
+    """the recipient's slot"""
+    parties: _builtins.int
+    ring_bits: _builtins.int
+    length: _builtins.int
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlotBytes]:
+        """every other participant's mask public key"""
+
+    def __init__(
+        self,
+        *,
+        scheme: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
+        slot: _builtins.int = ...,
+        parties: _builtins.int = ...,
+        ring_bits: _builtins.int = ...,
+        length: _builtins.int = ...,
+        peers: _abc.Iterable[Global___SlotBytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["length", b"length", "parties", b"parties", "peers", b"peers", "public_key", b"public_key", "ring_bits", b"ring_bits", "scheme", b"scheme", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HESetup: _TypeAlias = HESetup  # noqa: Y015
 
 @_typing.final
 class NeighbourList(_message.Message):

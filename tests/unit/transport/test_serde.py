@@ -230,3 +230,51 @@ def test_empty_messages_are_refused() -> None:
                 )
             )
         )
+
+
+def test_homomorphic_messages_roundtrip() -> None:
+    from federation.messages import EncryptedShare, HESetup
+    from federation.transport.serde_node import CHUNK_BYTES, ChunkReassembler
+
+    he = HESetup(b"pk" * 40, 1, 3, 50, 12, ((0, b"a" * 32), (2, b"c" * 32)))
+    task = TaskAssignment(
+        "job",
+        "patients",
+        "SELECT COUNT(*) FROM patients",
+        "ab" * 32,
+        Protocol.PAILLIER,
+        30.0,
+        he=he,
+    )
+    assert _coord_roundtrip(task) == task
+    assert _node_roundtrip(Registration("n", (SCHEMA,), mask_public_key=b"k" * 32)) == Registration(
+        "n", (SCHEMA,), mask_public_key=b"k" * 32
+    )
+    payload = bytes(range(256)) * (CHUNK_BYTES // 128 + 3)
+    raws = list(serde_node.node_messages_to_proto(EncryptedShare("job", payload)))
+    assert len(raws) == 3
+    reassembler = ChunkReassembler()
+    out = [reassembler.feed(serde_node.node_message_from_proto(r)) for r in raws]
+    assert out[:2] == [None, None]
+    assert out[2] == EncryptedShare("job", payload)
+
+
+def test_a_task_must_carry_exactly_one_setup() -> None:
+    from federation.v1 import node_pb2
+
+    with pytest.raises(ProtocolError, match="exactly one protocol setup"):
+        serde_node.coordinator_message_from_proto(
+            node_pb2.CoordinatorMessage(task=node_pb2.Task(job_id="j", protocol="secagg"))
+        )
+
+
+def test_out_of_order_share_chunks_are_refused() -> None:
+    from federation.transport.serde_node import BytesAssembler
+
+    asm = BytesAssembler(10)
+    with pytest.raises(ProtocolError, match="offset"):
+        asm.add(5, 10, b"xxxxx")
+    with pytest.raises(ProtocolError, match="exceeds"):
+        asm.add(0, 10, b"x" * 11)
+    with pytest.raises(MessageTooLargeError):
+        BytesAssembler(2**40)

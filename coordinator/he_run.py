@@ -1,0 +1,186 @@
+"""Drives one homomorphic sum over live node sessions.
+
+Each node encrypts its zero-sum-masked vector under the analyst's public key and
+uploads it once; the coordinator multiplies the ciphertexts together without any
+secret and releases the combined ciphertext to the analyst. Because the masks
+only cancel in the sum over *every* selected node, a job that loses a node before
+its upload fails: nothing is combined or released.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from coordinator.directory import NodeSession
+from federation.encoding import DIGIT_BITS
+from federation.errors import FederationError, ProtocolError, TooFewParticipantsError
+from federation.messages import (
+    ErrorInfo,
+    HESetup,
+    Protocol,
+    TaskAssignment,
+    TaskCancelled,
+)
+from federation.protocols.he import HEScheme, SumSpec
+
+__all__ = ["HERun", "he_spec"]
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def he_spec(job_id: str, vector_length: int, parties: int) -> SumSpec:
+    """The sum a query vector needs: balanced digits of DIGIT_BITS bits, summed exactly."""
+    return SumSpec.for_signed_values(job_id, vector_length, DIGIT_BITS, parties)
+
+
+class HERun:
+    """One homomorphic sum over the nodes of one job."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        scheme: HEScheme,
+        public_key: bytes,
+        spec: SumSpec,
+        sessions: Sequence[NodeSession],
+        *,
+        dataset: str,
+        sql: str,
+        fingerprint: str,
+        round_timeout: float,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        missing = [s.name for s in sessions if len(s.mask_public_key) != 32]
+        if missing:
+            raise ProtocolError(
+                f"node(s) {missing} registered no mask key; they cannot take part in "
+                "homomorphic jobs (upgrade their agents)"
+            )
+        self.protocol = protocol
+        self.spec = spec
+        self._scheme = scheme
+        self._public_key = public_key
+        self._sessions = list(sessions)
+        self._slot_of = {s.name: i for i, s in enumerate(sessions)}
+        self._shares: dict[int, bytes] = {}
+        self._lost: set[int] = {i for i, s in enumerate(self._sessions) if not s.online}
+        self._failure: FederationError | None = None
+        self._cond = threading.Condition()
+        self._round_timeout = round_timeout
+        self._on_progress = on_progress
+        self._task = (dataset, sql, fingerprint)
+
+    @property
+    def job_id(self) -> str:
+        """The job this run belongs to."""
+        return self.spec.job_id
+
+    def involves(self, session: NodeSession) -> bool:
+        """True if ``session`` holds a slot in this run."""
+        slot = self._slot_of.get(session.name)
+        return slot is not None and self._sessions[slot] is session
+
+    def deliver(self, session: NodeSession, ciphertext: bytes) -> None:
+        """A node's encrypted share (the first one per node counts)."""
+        if not self.involves(session):
+            log.warning(
+                "job %s: ignoring a share from %s (not a participant)", self.job_id, session.name
+            )
+            return
+        with self._cond:
+            self._shares.setdefault(self._slot_of[session.name], ciphertext)
+            self._cond.notify_all()
+
+    def node_lost(self, session: NodeSession) -> None:
+        """A participant disconnected."""
+        if self.involves(session):
+            with self._cond:
+                self._lost.add(self._slot_of[session.name])
+                self._cond.notify_all()
+
+    def fail(self, error: FederationError) -> None:
+        """Abort the run (e.g. a node refused its task)."""
+        with self._cond:
+            if self._failure is None:
+                self._failure = error
+            self._cond.notify_all()
+
+    def run(self) -> bytes:
+        """Assign tasks, collect every share, return the combined ciphertext."""
+        try:
+            self._assign_tasks()
+            shares = self._collect()
+            if self._on_progress is not None:
+                self._on_progress("encrypted_upload", len(shares), len(self._sessions))
+            started = time.perf_counter()
+            combined = self._scheme.aggregate(self._public_key, shares, self.spec)
+            log.info(
+                "job %s: combined %d ciphertexts in %.3f s",
+                self.job_id,
+                len(shares),
+                time.perf_counter() - started,
+            )
+            return combined
+        except FederationError as exc:
+            self._cancel(exc)
+            raise
+
+    def _assign_tasks(self) -> None:
+        dataset, sql, fingerprint = self._task
+        keys = [s.mask_public_key for s in self._sessions]
+        for slot, session in enumerate(self._sessions):
+            peers = tuple((j, k) for j, k in enumerate(keys) if j != slot)
+            session.outbox.put(
+                TaskAssignment(
+                    job_id=self.job_id,
+                    dataset=dataset,
+                    sql=sql,
+                    fingerprint=fingerprint,
+                    protocol=self.protocol,
+                    round_timeout=self._round_timeout,
+                    he=HESetup(
+                        public_key=self._public_key,
+                        slot=slot,
+                        parties=self.spec.parties,
+                        ring_bits=self.spec.ring_bits,
+                        length=self.spec.length,
+                        peers=peers,
+                    ),
+                )
+            )
+
+    def _collect(self) -> list[bytes]:
+        deadline = time.monotonic() + self._round_timeout
+        n = len(self._sessions)
+        with self._cond:
+            while True:
+                if self._failure is not None:
+                    raise self._failure
+                if len(self._shares) == n:
+                    return [self._shares[i] for i in range(n)]
+                lost = sorted(self._lost - set(self._shares))
+                if lost:
+                    raise TooFewParticipantsError(self._dropout_message(lost))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    silent = sorted(set(range(n)) - set(self._shares))
+                    raise TooFewParticipantsError(self._dropout_message(silent))
+                self._cond.wait(remaining)
+
+    def _dropout_message(self, slots: list[int]) -> str:
+        names = [self._sessions[i].name for i in slots]
+        return (
+            f"node(s) {names} did not upload their encrypted share; a {self.protocol.value} "
+            "job needs every selected node (their zero-sum masks cancel only in the full "
+            "sum), so nothing was combined or released; retry the query"
+        )
+
+    def _cancel(self, error: FederationError) -> None:
+        info = ErrorInfo(error.code, error.message)
+        for session in self._sessions:
+            session.outbox.put(TaskCancelled(self.job_id, info))

@@ -1,0 +1,141 @@
+"""One homomorphic task at a node: check it, compute, mask, encrypt once, upload.
+
+The node re-derives the computation from the SQL and its own schema, checks that
+the sum it is asked to join is the one the query needs (ring width, party count,
+its peers), computes its vector in DuckDB, adds its zero-sum mask and encrypts the
+result under the analyst's public key. Nothing else is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from federation.crypto.keys import X25519KeyPair
+from federation.encoding import DIGIT_BITS
+from federation.errors import FederationError, ProtocolError
+from federation.messages import EncryptedShare, ErrorInfo, TaskAssignment, TaskFailure
+from federation.protocols.he import SumSpec, mask_values
+from federation.protocols.he.registry import scheme
+from federation.query import compute_local
+from nodes.datasets import LocalData
+from nodes.task import Die, DropoutStage, Send, bind_assignment
+
+__all__ = ["HETask"]
+
+log = logging.getLogger(__name__)
+
+
+class HETask:
+    """A node's part in one homomorphic (paillier or ckks) job."""
+
+    def __init__(
+        self,
+        assignment: TaskAssignment,
+        data: LocalData,
+        send: Send,
+        keys: X25519KeyPair,
+        *,
+        die_at: DropoutStage | None = None,
+        die: Die | None = None,
+    ) -> None:
+        self.job_id = assignment.job_id
+        self._assignment = assignment
+        self._data = data
+        self._send = send
+        self._keys = keys
+        self._die_at = die_at
+        self._die = die
+        self._cancelled = threading.Event()
+        self.finished = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"he-task-{self.job_id[:8]}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Begin the task on its own thread."""
+        self._thread.start()
+
+    def deliver(self, message: object) -> None:
+        """Homomorphic tasks take no protocol messages after the assignment."""
+        log.warning("job %s: ignoring an unexpected %s", self.job_id, type(message).__name__)
+
+    def cancel(self) -> None:
+        """Stop before uploading, if still possible."""
+        self._cancelled.set()
+
+    def _run(self) -> None:
+        try:
+            if self._die_at is not None and self._die_at is not DropoutStage.AFTER_UPLOAD:
+                self._kill()
+                return
+            share = self._encrypted_share()
+            if self._cancelled.is_set():
+                log.info("job %s: cancelled before upload", self.job_id)
+                return
+            self._send(share)
+            if self._die_at is DropoutStage.AFTER_UPLOAD:
+                self._kill()
+        except FederationError as exc:
+            log.warning("job %s: refusing the task: [%s] %s", self.job_id, exc.code, exc.message)
+            self._send(TaskFailure(self.job_id, ErrorInfo(exc.code, exc.message)))
+        except Exception:
+            log.exception("job %s: unexpected failure", self.job_id)
+            self._send(
+                TaskFailure(
+                    self.job_id,
+                    ErrorInfo(FederationError.code, "internal error at the node; see its log"),
+                )
+            )
+        finally:
+            self.finished.set()
+
+    def _kill(self) -> None:
+        log.warning(
+            "job %s: simulated dropout %s", self.job_id, self._die_at.value if self._die_at else ""
+        )
+        if self._die is not None:
+            self._die()
+
+    def _encrypted_share(self) -> EncryptedShare:
+        a = self._assignment
+        setup = a.he
+        if setup is None:
+            raise ProtocolError("a homomorphic task arrived without its setup")
+        bound = bind_assignment(a, self._data, setup.length)
+        expected = SumSpec.for_signed_values(a.job_id, setup.length, DIGIT_BITS, setup.parties)
+        if setup.ring_bits != expected.ring_bits:
+            raise ProtocolError(
+                f"the task asks for a {setup.ring_bits}-bit ring; summing this query over "
+                f"{setup.parties} nodes needs exactly {expected.ring_bits} bits"
+            )
+        peers = dict(setup.peers)
+        if (
+            len(peers) != setup.parties - 1
+            or setup.slot in peers
+            or not 0 <= setup.slot < setup.parties
+        ):
+            raise ProtocolError(
+                "the task's roster is inconsistent: every other participant must be listed "
+                "exactly once"
+            )
+        he = scheme(a.protocol.value)
+        he.check_public_key(setup.public_key)
+        started = time.perf_counter()
+        cursor = self._data.cursor()
+        try:
+            vector = compute_local(bound, cursor, self._data.relation(bound.dataset))
+        finally:
+            cursor.close()
+        masked = mask_values(vector.view("int64"), expected, setup.slot, self._keys, peers)
+        ciphertext = he.encrypt(setup.public_key, masked, expected)
+        log.info(
+            "job %s: %s share of %d values, %d bytes, in %.3f s",
+            self.job_id,
+            a.protocol.value,
+            setup.length,
+            len(ciphertext),
+            time.perf_counter() - started,
+        )
+        return EncryptedShare(self.job_id, ciphertext)
