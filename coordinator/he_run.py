@@ -118,7 +118,10 @@ class HERun:
             if self._on_progress is not None:
                 self._on_progress("encrypted_upload", len(shares), len(self._sessions))
             started = time.perf_counter()
-            combined = self._scheme.aggregate(self._public_key, shares, self.spec)
+            try:
+                combined = self._scheme.aggregate(self._public_key, shares, self.spec)
+            except ProtocolError as exc:
+                raise self._name_culprits(shares, exc) from None
             log.info(
                 "job %s: combined %d ciphertexts in %.3f s",
                 self.job_id,
@@ -129,6 +132,25 @@ class HERun:
         except FederationError as exc:
             self._cancel(exc)
             raise
+
+    def _name_culprits(self, shares: Sequence[bytes], error: ProtocolError) -> ProtocolError:
+        """Re-check each share alone (failure path only) to say which node sent a bad one."""
+        culprits: list[str] = []
+        problem = error.message
+        for slot, share in enumerate(shares):
+            try:
+                self._scheme.aggregate(self._public_key, [share], self.spec)
+            except ProtocolError as exc:
+                culprits.append(self._sessions[slot].name)
+                problem = exc.message
+        if not culprits:
+            return error
+        log.warning("job %s: invalid encrypted share from %s", self.job_id, culprits)
+        return ProtocolError(
+            f"node(s) {culprits} sent an invalid encrypted share ({problem}); nothing was "
+            "combined or released",
+            job_id=self.job_id,
+        )
 
     def _assign_tasks(self) -> None:
         dataset, sql, fingerprint = self._task

@@ -48,6 +48,7 @@ class HETask:
         self._die_at = die_at
         self._die = die
         self._cancelled = threading.Event()
+        self._spec: SumSpec | None = None
         self.finished = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"he-task-{self.job_id[:8]}", daemon=True
@@ -75,6 +76,9 @@ class HETask:
                 log.info("job %s: cancelled before upload", self.job_id)
                 return
             self._send(share)
+            setup = self._assignment.he
+            if setup is not None and self._spec is not None:  # idle time: next job's work
+                scheme(self._assignment.protocol.value).prepare(setup.public_key, self._spec)
             if self._die_at is DropoutStage.AFTER_UPLOAD:
                 self._kill()
         except FederationError as exc:
@@ -128,6 +132,7 @@ class HETask:
             vector = compute_local(bound, cursor, self._data.relation(bound.dataset))
         finally:
             cursor.close()
+        self._spec = expected
         masked = mask_values(vector.view("int64"), expected, setup.slot, self._keys, peers)
         ciphertext = he.encrypt(setup.public_key, masked, expected)
         log.info(

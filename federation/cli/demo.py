@@ -33,6 +33,10 @@ DEMO_QUERIES = [
     "VAR_POP(cholesterol) AS var_chol FROM patients WHERE smoker = 'yes'",
 ]
 REFUSED = "SELECT * FROM patients"
+HOMOMORPHIC = [
+    ("paillier", "Paillier sum under this analyst's 2048-bit key"),
+    ("ckks", "CKKS sum under this analyst's key"),
+]
 
 
 _SQL_TYPES = {"integer": "BIGINT", "double": "DOUBLE", "categorical": "VARCHAR", "text": "VARCHAR"}
@@ -118,6 +122,17 @@ def run_demo(examples: Path, out: Print) -> int:
                         f"{time.perf_counter() - started:.2f} s; "
                         + _pooled_check(examples, configs[0].datasets[0].schema, sql, result.rows)
                     )
+                sql = DEMO_QUERIES[1]
+                for protocol, how in HOMOMORPHIC:
+                    out(f"\n> {sql}   [protocol={protocol}]")
+                    started = time.perf_counter()
+                    result = client.query(sql, protocol=protocol)
+                    out(render_table(result.table))
+                    out(
+                        f"  {how} over {result.node_count} nodes in "
+                        f"{time.perf_counter() - started:.2f} s, decrypted here; "
+                        + _pooled_check(examples, configs[0].datasets[0].schema, sql, result.rows)
+                    )
                 out(f"\n> {REFUSED}")
                 try:
                     client.query(REFUSED)
@@ -126,7 +141,8 @@ def run_demo(examples: Path, out: Print) -> int:
                 except FederationError as exc:
                     out(f"  refused [{exc.code}]: {exc.message}")
             out(
-                "\nThe coordinator saw only masked vectors and these aggregates.\n"
+                "\nThe coordinator saw only masked vectors, ciphertexts and the secagg "
+                "aggregates.\n"
                 "Run it yourself: `federation coordinator serve`, then "
                 "`federation node serve --config examples/nodes/hospital_a.toml` (and b, c), then\n"
                 '`federation query "SELECT sex, COUNT(*) FROM patients GROUP BY sex"`.'

@@ -46,3 +46,10 @@ class HEScheme(Protocol):
 
     def aggregate(self, public_key: bytes, ciphertexts: Sequence[bytes], spec: SumSpec) -> bytes:
         """Combine the nodes' ciphertexts into one ciphertext of their sum."""
+
+    def prepare(self, public_key: bytes, spec: SumSpec) -> None:
+        """Precompute, off the critical path, what the next encryption like ``spec`` needs.
+
+        A node calls it after uploading, so that its next job under the same key
+        finds the work done (e.g. Paillier obfuscators). Never blocks for long.
+        """
