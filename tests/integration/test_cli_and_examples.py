@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import federation as fed
+from federation.cli.demo import DEMO_QUERIES, HOMOMORPHIC
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +98,12 @@ def test_cli_simulate_with_dropout() -> None:
 def test_demo_runs_and_checks_itself() -> None:
     out = _run("demo")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("matches DuckDB on the pooled CSVs") == 4
+    checked = len(DEMO_QUERIES) + len(HOMOMORPHIC)
+    assert out.stdout.count("matches DuckDB on the pooled CSVs") == checked
+    assert "DIFFERS" not in out.stdout
+    assert "MISMATCH" not in out.stdout
+    for protocol, _ in HOMOMORPHIC:
+        assert f"[protocol={protocol}]" in out.stdout
     assert "refused [non_aggregate_query]" in out.stdout
 
 
