@@ -137,12 +137,15 @@ def test_unreachable_coordinator_is_a_clear_error() -> None:
         fed.connect("127.0.0.1:9", timeout=0.5)
 
 
-def test_out_of_range_value_at_a_node_fails_the_job_naming_column_not_value() -> None:
+@pytest.mark.parametrize("protocol", ["secagg", "paillier", "ckks"])
+def test_out_of_range_value_at_a_node_fails_the_job_naming_column_not_value(
+    protocol: str,
+) -> None:
     parts = _parts(3)
     parts[1].loc[0, "x"] = 3e13  # beyond the double range of |x| < 2**41
     with fed.simulate({"t": parts}, schemas={"t": SCHEMA}) as client:
         with pytest.raises(fed.ValueOutOfRangeError) as info:
-            client.query("SELECT SUM(x) FROM t")
+            client.query("SELECT SUM(x) FROM t", protocol=protocol)
         assert "x" in info.value.message
         assert "node-1" in info.value.message
         assert "3e+13" not in info.value.message

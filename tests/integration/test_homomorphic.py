@@ -87,3 +87,23 @@ def test_missing_or_bad_public_keys_are_refused(fed3: tuple[fed.Client, pd.DataF
                 )
             )
     assert client.query("SELECT COUNT(*) FROM t", protocol="paillier").rows == [(360,)]
+
+
+SHAPES = [
+    "SELECT COUNT(*) FROM t",
+    "SELECT COUNT(*), SUM(k), AVG(x), STDDEV_POP(x) FROM t",
+    "SELECT g, COUNT(x), SUM(x), VAR_POP(k) FROM t WHERE x < 10000000.05 OR g = 'c' GROUP BY g",
+    "SELECT g, COUNT(*) FROM t WHERE k BETWEEN 0 AND 10 GROUP BY g",
+    "SELECT AVG(k) FROM t WHERE k > 100000",  # no rows match: NULL under every protocol
+]
+
+
+@pytest.mark.parametrize("sql", SHAPES)
+def test_every_protocol_gives_the_same_table(
+    fed3: tuple[fed.Client, pd.DataFrame], sql: str
+) -> None:
+    client, _ = fed3
+    tables = {p: client.query(sql, protocol=p) for p in ("secagg", "paillier", "ckks")}
+    assert tables["paillier"].rows == tables["secagg"].rows
+    assert tables["ckks"].rows == tables["secagg"].rows
+    assert tables["secagg"].columns == tables["ckks"].columns == tables["paillier"].columns
