@@ -48,3 +48,56 @@ def close(
         return False
     err = abs(Fraction(actual) - expected)  # type: ignore[arg-type]
     return err <= Fraction(rel) * abs(expected) + Fraction(abs_)
+
+
+def _pairs(ys: Iterable[object], xs: Iterable[object]) -> list[tuple[Fraction, Fraction]]:
+    out = []
+    for y, x in zip(ys, xs, strict=True):
+        if y is None or x is None:
+            continue
+        out.append((Fraction(y), Fraction(x)))  # type: ignore[arg-type]
+    return out
+
+
+def exact_bivariate(func: str, ys: Iterable[object], xs: Iterable[object]) -> Fraction | None:
+    """``func(y, x)`` over the pairs where both are non-NULL, from centred sums.
+
+    For CORR the result is the *signed square* ``sign(r)·r²`` (r itself is irrational);
+    the other functions give their exact value. NULL follows PostgreSQL.
+    """
+    pairs = _pairs(ys, xs)
+    n = len(pairs)
+    if n == 0:
+        return None
+    my = sum((y for y, _ in pairs), Fraction(0)) / n
+    mx = sum((x for _, x in pairs), Fraction(0)) / n
+    sxy = sum(((x - mx) * (y - my) for y, x in pairs), Fraction(0))
+    sxx = sum(((x - mx) ** 2 for _, x in pairs), Fraction(0))
+    syy = sum(((y - my) ** 2 for y, _ in pairs), Fraction(0))
+    if func == "COVAR_POP":
+        return sxy / n
+    if func == "COVAR_SAMP":
+        return sxy / (n - 1) if n >= 2 else None
+    if func in ("REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2") and sxx == 0:
+        return None
+    if func == "REGR_SLOPE":
+        return sxy / sxx
+    if func == "REGR_INTERCEPT":
+        return my - sxy / sxx * mx
+    if func == "REGR_R2":
+        return Fraction(1) if syy == 0 else sxy * sxy / (sxx * syy)
+    if func == "CORR":
+        if sxx == 0 or syy == 0:
+            return None
+        r2 = sxy * sxy / (sxx * syy)
+        return r2 if sxy >= 0 else -r2
+    raise ValueError(func)
+
+
+def signed_sqrt(value: Fraction) -> float:
+    """``sign(v)·sqrt(|v|)`` rounded to a float via 60-digit decimal arithmetic."""
+    from decimal import Context
+
+    ctx = Context(prec=60)
+    root = ctx.sqrt(ctx.divide(abs(value.numerator), value.denominator))
+    return float(root) if value >= 0 else -float(root)

@@ -7,6 +7,11 @@
 >>> bound = bind_query(parse_query("SELECT sex, AVG(age) FROM patients GROUP BY sex"), schema)
 >>> bound.vector_length  # 3 groups (F, M, NULL) x (rows, count, 3-digit sum)
 15
+>>> bind_query(parse_query(
+...     "SELECT FLOOR(age / 10) AS decade, COUNT(*) FROM patients GROUP BY decade"),
+...     DatasetSchema("patients", (Column("age", ColumnType.INTEGER, bounds=(0, 99)),)),
+... ).layout.slots  # 10 decades + NULL
+11
 
 Pipeline: :func:`parse_query` (syntax and shape) -> :func:`bind_query` (columns, types,
 vector layout, fingerprint) -> :func:`compute_local` at every node (DuckDB: the fastest
@@ -16,28 +21,53 @@ vector) -> secure aggregation sums the vectors mod 2**64 ->
 
 Supported SQL::
 
-    SELECT [group columns,] aggregate [AS name], ...
+    SELECT [group keys,] aggregate or arithmetic on aggregates [AS name], ...
     FROM dataset [AS alias]
     [WHERE predicate]
-    [GROUP BY categorical columns]
+    [GROUP BY group keys]
+    [HAVING condition on aggregates, group keys and aliases]
     [ORDER BY output columns [ASC|DESC] [NULLS FIRST|LAST]] [LIMIT n] [OFFSET m]
 
 * Aggregates: ``COUNT(*)`` (and ``COUNT(1)``), ``COUNT(col)``, ``SUM``, ``AVG``
   (``MEAN``), ``VAR_SAMP`` (``VARIANCE``), ``VAR_POP``, ``STDDEV_SAMP`` (``STDDEV``),
-  ``STDDEV_POP``, each over one plain column. SUM and the moments need an integer or
-  double column; categorical and text columns can only be counted.
-* GROUP BY: categorical columns only. Their declared domains fix the groups; a NULL
-  group is reported when it has rows. Output rows are the groups with at least one
-  row, in domain order (NULL last, the first GROUP BY column varying slowest); a query
-  without GROUP BY returns exactly one row. ORDER BY/LIMIT/OFFSET apply to those
-  aggregated rows only (they reveal nothing more).
+  ``STDDEV_POP``, each over one plain column; ``CORR(y, x)``, ``COVAR_SAMP``,
+  ``COVAR_POP``, ``REGR_SLOPE``, ``REGR_INTERCEPT``, ``REGR_R2`` over two plain
+  columns, using the rows where both are non-NULL. SUM, the moments and the bivariate
+  aggregates need integer or double columns; categorical and text columns can only be
+  counted. Degenerate cases are NULL as in PostgreSQL: COVAR_SAMP of fewer than two
+  pairs, CORR when either variance is zero, REGR_* when x's variance is zero (REGR_R2
+  is 1 when only y's is); DuckDB returns NaN for CORR and REGR_SLOPE there.
+* Arithmetic on aggregates in the select list: ``+ - * /``, unary minus, parentheses
+  and numeric literals (``SUM(x) / COUNT(*)``, ``AVG(x) * 2 + 1``, ``SUM(a) - SUM(b)``),
+  evaluated exactly by the coordinator (:mod:`federation.query.outputs`); division by
+  zero gives NULL. The result is INTEGER when every operand is (counts, integer SUMs,
+  integer literals) and only ``+ - *`` are used, else DOUBLE.
+* GROUP BY keys (:mod:`federation.query.groups`): categorical columns;
+  ``FLOOR(col / w)`` on a numeric column with declared bounds; ``WIDTH_BUCKET(col, lo,
+  hi, n)``; ``CASE WHEN predicate THEN 'label' ... [ELSE 'label'] END``. Keys may be
+  written as expressions, select-list positions or select aliases (a dataset column
+  of the same name takes precedence, as in DuckDB). The groups of every key are fixed
+  by the schema and the SQL, so every node's vector is aligned; a value outside a
+  FLOOR bucket's declared bounds makes the node refuse the query
+  (:class:`~federation.errors.ValueOutOfRangeError`) rather than fall in an overflow
+  bucket. GROUP BY a numeric or text column, or FLOOR without declared bounds, is
+  refused with a :class:`~federation.errors.QueryError` naming the column.
+* Output rows: every combination of the keys' groups, in group order (NULL last, the
+  first key varying slowest), including empty ones (count 0, other aggregates NULL:
+  the zero cells of a cross-tabulation and the empty bins of a histogram);
+  combinations involving a NULL group or WIDTH_BUCKET's out-of-range buckets 0 and
+  n+1 only when they have rows. Write ``HAVING COUNT(*) > 0`` for SQL's
+  non-empty groups only. A query without GROUP BY returns exactly one row (or none
+  when HAVING rejects it). HAVING, ORDER BY, LIMIT and OFFSET apply to these
+  aggregated rows only, at the coordinator (they reveal nothing beyond the aggregates).
 * WHERE: comparisons, AND/OR/NOT, [NOT] IN (literals), [NOT] BETWEEN, IS [NOT] NULL,
   [NOT] LIKE/ILIKE 'pattern' on text and categorical columns, + - * / % on numbers,
   ABS, LOWER, UPPER, LENGTH, numeric and string literals. It is rendered for DuckDB
   from the checked AST with quoted identifiers and escaped literals.
 * Refused: rows-returning queries (``SELECT *``, bare non-grouped columns), subqueries,
-  joins, CTEs, HAVING, DISTINCT, window functions, FILTER, several statements, other
-  functions, table functions or qualified names in FROM.
+  joins, CTEs, DISTINCT, window functions, FILTER, several statements, other
+  functions (also on aggregates, e.g. ``SQRT(COUNT(*))``), table functions or
+  qualified names in FROM.
 
 Numeric guarantees (see :mod:`federation.encoding` for the formats):
 
@@ -58,6 +88,12 @@ Numeric guarantees (see :mod:`federation.encoding` for the formats):
   When every value is a multiple of 2**-52 (in particular every double with
   ``|x| >= 1``), ``E = 0``: the result is the pooled exact value correctly rounded,
   whatever the offset or spread of the data (no cancellation).
+* The bivariate aggregates are computed from exact pair sums ``n, ΣX, ΣY, ΣX², ΣY²,
+  ΣXY`` (the cross product summed exactly from 31-bit limbs) and likewise rounded once:
+  on values that are multiples of 2**-52 each is the exact pooled value correctly
+  rounded (CORR: the correctly rounded square root of the exact ``r²``, with its
+  sign). Arithmetic on aggregates and HAVING use the exact values; STDDEV_* and CORR
+  enter as their correctly rounded doubles.
 * Values outside the accepted range raise :class:`~federation.errors.ValueOutOfRangeError`
   (naming the column and the range), NaN or ±inf raise :class:`~federation.errors.DataError`;
   nothing wraps around silently. Errors never quote a data value.

@@ -14,18 +14,51 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from federation.encoding import ENCODING_VERSION, fixed_point_format
-from federation.errors import QueryTypeError, SchemaMismatchError, UnsupportedQueryError
-from federation.query.expr import Expr
-from federation.query.layout import ColumnAggregation, VectorLayout, build_layout
-from federation.query.parse import (
+from federation.errors import (
+    NonAggregateQueryError,
+    QueryTypeError,
+    SchemaMismatchError,
+    UnsupportedQueryError,
+)
+from federation.query.expr import ComparisonOp, Expr, LogicalOp, ValueType
+from federation.query.groups import (
+    FloorBucket,
+    GroupColumn,
+    GroupExpr,
+    GroupKey,
+    WidthBucket,
+    bind_group,
+    group_to_sqlglot,
+)
+from federation.query.layout import (
+    ColumnAggregation,
+    ProductAggregation,
+    VectorLayout,
+    build_layout,
+)
+from federation.query.outputs import (
     Aggregate,
     AggregateFunction,
-    GroupColumn,
-    OrderItem,
-    ParsedQuery,
+    Binary,
+    BinaryOp,
+    Compare,
+    Connective,
+    InSet,
+    Negation,
+    Negative,
+    Null,
+    NullTest,
+    Number,
+    OutputRef,
+    Range,
+    Text,
+    ValueExpr,
+    aggregates_of,
+    value_name,
 )
+from federation.query.parse import OrderItem, ParsedQuery, SelectExpr
 from federation.query.where import bind_predicate, to_sqlglot
-from federation.schema import Column, ColumnType, DatasetSchema
+from federation.schema import DatasetSchema
 from federation.table import ColumnKind
 
 __all__ = ["BoundOrder", "BoundQuery", "OutputColumn", "bind_query"]
@@ -39,6 +72,13 @@ _NEEDS_SQUARES = frozenset(
         AggregateFunction.STDDEV_POP,
     }
 )
+# Bivariate f(y, x): which of Σy² and Σx² (over the pairs) each needs.
+_NEEDS_Y_SQUARES = frozenset({AggregateFunction.CORR, AggregateFunction.REGR_R2})
+_NEEDS_X_SQUARES = _NEEDS_Y_SQUARES | {
+    AggregateFunction.REGR_SLOPE,
+    AggregateFunction.REGR_INTERCEPT,
+}
+_GROUP_TYPES = (GroupColumn, FloorBucket, WidthBucket)
 
 
 @dataclass(frozen=True)
@@ -47,7 +87,7 @@ class OutputColumn:
 
     name: str
     kind: ColumnKind
-    source: Aggregate | GroupColumn
+    source: SelectExpr
 
 
 @dataclass(frozen=True)
@@ -66,7 +106,7 @@ class BoundQuery:
     dataset: str
     schema: DatasetSchema
     outputs: tuple[OutputColumn, ...]
-    group_columns: tuple[Column, ...]
+    group_keys: tuple[GroupKey, ...]
     where: Expr | None
     aggregations: tuple[ColumnAggregation, ...]
     layout: VectorLayout
@@ -75,6 +115,8 @@ class BoundQuery:
     offset: int | None
     canonical_sql: str
     fingerprint: str
+    having: ValueExpr | None = None
+    products: tuple[ProductAggregation, ...] = ()
 
     @property
     def vector_length(self) -> int:
@@ -89,16 +131,20 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
         SchemaMismatchError: The query reads a different dataset than the schema's.
         UnknownColumnError: A column does not exist.
         QueryTypeError: An aggregate or operator does not fit a column's type.
-        UnsupportedQueryError: GROUP BY a non-categorical column, ORDER BY something
-            that is not an output column, duplicate output names, too many groups.
+        NonAggregateQueryError: A select item or HAVING operand is neither aggregated
+            nor a GROUP BY key.
+        UnsupportedQueryError: GROUP BY a non-categorical column or a bucket without
+            declared bounds, ORDER BY something that is not an output column, duplicate
+            output names, too many groups.
     """
     if parsed.dataset.lower() != schema.name.lower():
         raise SchemaMismatchError(
             f"the query reads dataset {parsed.dataset!r} but the schema describes "
             f"{schema.name!r}; bind the query against the schema of its dataset"
         )
-    group_columns = tuple(_group_column(schema, name) for name in parsed.group_by)
-    outputs = tuple(_output(schema, item.expression, item.alias) for item in parsed.items)
+    binder = _Binder(schema, parsed)
+    group_keys = binder.group_keys
+    outputs = tuple(binder.output(item.expression, item.alias) for item in parsed.items)
     if not outputs:
         raise UnsupportedQueryError("the select list is empty; select at least one aggregate")
     seen: set[str] = set()
@@ -108,15 +154,21 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
                 f"two output columns are named {out.name!r}; give one of them an alias (AS)"
             )
         seen.add(out.name.lower())
+    binder.outputs = outputs
+    having = binder.condition(parsed.having) if parsed.having is not None else None
     where = bind_predicate(parsed.where, schema) if parsed.where is not None else None
-    aggregations = _aggregations(schema, outputs)
-    layout = build_layout(group_columns, aggregations)
-    order_by = tuple(_order(schema, outputs, item) for item in parsed.order_by)
+    used = [a for o in outputs for a in aggregates_of(o.source)]
+    if having is not None:
+        used += aggregates_of(having)
+    aggregations, products = _aggregations(schema, used)
+    layout = build_layout(group_keys, aggregations, products)
+    order_by = tuple(binder.order(item) for item in parsed.order_by)
     canonical_sql = _canonical_sql(
         dataset=schema.name,
         outputs=outputs,
         where=where,
-        group_columns=group_columns,
+        group_keys=group_keys,
+        having=having,
         order_by=order_by,
         limit=parsed.limit,
         offset=parsed.offset,
@@ -127,11 +179,14 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
     computation = {
         "outputs": [[o.name, o.kind.value, repr(o.source)] for o in outputs],
         "where": repr(where),
-        "group_by": [c.name for c in group_columns],
+        "group_by": [repr(k.expression) for k in group_keys],
+        "having": repr(having),
         "order_by": [repr(o) for o in order_by],
         "limit": parsed.limit,
         "offset": parsed.offset,
     }
+    formats: list[object] = [a.format.to_dict() for a in aggregations if a.format is not None]
+    formats += [[p.left_format.to_dict(), p.right_format.to_dict()] for p in products]
     fingerprint = hashlib.sha256(
         json.dumps(
             {
@@ -139,7 +194,7 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
                 "computation": computation,
                 "schema": schema.fingerprint(),
                 "layout": layout.to_dict(),
-                "formats": [a.format.to_dict() for a in aggregations if a.format is not None],
+                "formats": formats,
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -149,7 +204,7 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
         dataset=schema.name,
         schema=schema,
         outputs=outputs,
-        group_columns=group_columns,
+        group_keys=group_keys,
         where=where,
         aggregations=aggregations,
         layout=layout,
@@ -158,24 +213,262 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
         offset=parsed.offset,
         canonical_sql=canonical_sql,
         fingerprint=fingerprint,
+        having=having,
+        products=products,
     )
 
 
-def _group_column(schema: DatasetSchema, name: str) -> Column:
-    col = schema.column(name)
-    if col.type is not ColumnType.CATEGORICAL:
-        raise UnsupportedQueryError(
-            f"GROUP BY {col.name!r} is not supported: it is a {col.type.value} column, and "
-            "only categorical columns (whose declared domain fixes the result layout) can "
-            "be grouped by"
+def _integral(expr: ValueExpr, kinds: dict[Aggregate, ColumnKind]) -> bool:
+    """True when arithmetic ``expr`` yields an exact integer (DuckDB: an integer type)."""
+    match expr:
+        case Aggregate():
+            return kinds[expr] is ColumnKind.INTEGER
+        case Number(text):
+            return text.isdigit()
+        case Negative(x):
+            return _integral(x, kinds)
+        case Binary(op, a, b):
+            return op is not BinaryOp.DIV and _integral(a, kinds) and _integral(b, kinds)
+        case _:
+            return False
+
+
+class _Binder:
+    """Resolves names and types of the select list, GROUP BY, HAVING and ORDER BY."""
+
+    def __init__(self, schema: DatasetSchema, parsed: ParsedQuery) -> None:
+        self.schema = schema
+        self.parsed = parsed
+        self.kinds: dict[Aggregate, ColumnKind] = {}
+        self.outputs: tuple[OutputColumn, ...] = ()
+        self.group_keys = tuple(self._group_key(g) for g in parsed.group_by)
+
+    def _group_key(self, expr: GroupExpr) -> GroupKey:
+        if isinstance(expr, GroupColumn) and not self.schema.has_column(expr.column):
+            # GROUP BY <alias> (a dataset column of that name would take precedence)
+            for item in self.parsed.items:
+                if item.alias is not None and item.alias.lower() == expr.column.lower():
+                    target = item.expression
+                    if isinstance(target, Aggregate | Negative | Binary):
+                        raise UnsupportedQueryError(
+                            f"GROUP BY {expr.column} refers to an aggregate; group by "
+                            "categorical columns or bucket expressions"
+                        )
+                    return bind_group(self.schema, target)
+        return bind_group(self.schema, expr)
+
+    def _matching_key(self, expr: GroupExpr, what: str) -> GroupKey:
+        bound = bind_group(self.schema, expr).expression
+        for key in self.group_keys:
+            if key.expression == bound:
+                return key
+        if isinstance(bound, GroupColumn):
+            raise NonAggregateQueryError(
+                f"column {bound.column!r} is neither aggregated nor in GROUP BY, so the "
+                "query would return individual rows; aggregate it or add it to GROUP BY if "
+                "it is categorical"
+            )
+        raise NonAggregateQueryError(
+            f"{what} {_group_label(bound)} is not a GROUP BY key; add it to GROUP BY"
         )
-    return col
+
+    def aggregate(self, agg: Aggregate) -> Aggregate:
+        bound, kind = _bind_aggregate(self.schema, agg)
+        self.kinds[bound] = kind
+        return bound
+
+    def output(self, expr: SelectExpr, alias: str | None) -> OutputColumn:
+        if isinstance(expr, Aggregate):
+            bound = self.aggregate(expr)
+            return OutputColumn(alias or _aggregate_name(bound), self.kinds[bound], bound)
+        if isinstance(expr, Negative | Binary):
+            value = self._arithmetic(expr)
+            assert isinstance(value, Negative | Binary)
+            kind = ColumnKind.INTEGER if _integral(value, self.kinds) else ColumnKind.DOUBLE
+            return OutputColumn(alias or value_name(value, _leaf_name), kind, value)
+        key = self._matching_key(expr, "select item")
+        return OutputColumn(alias or key.name, ColumnKind.GROUP, key.expression)
+
+    def _arithmetic(self, expr: ValueExpr) -> ValueExpr:
+        match expr:
+            case Aggregate():
+                return self.aggregate(expr)
+            case Number():
+                return expr
+            case Negative(x):
+                return Negative(self._arithmetic(x))
+            case Binary(op, a, b):
+                return Binary(op, self._arithmetic(a), self._arithmetic(b))
+            case _:
+                raise UnsupportedQueryError("arithmetic combines aggregates and numbers only")
+
+    # -- HAVING
+
+    def condition(self, expr: ValueExpr) -> ValueExpr:
+        bound, vtype = self._value(expr)
+        if vtype not in (ValueType.BOOLEAN, ValueType.NULL):
+            raise QueryTypeError(f"HAVING must be a condition, found a {vtype.value} value")
+        return bound
+
+    def _expect(self, expr: ValueExpr, want: ValueType, what: str) -> ValueExpr:
+        bound, vtype = self._value(expr)
+        if vtype not in (want, ValueType.NULL):
+            raise QueryTypeError(f"{what} needs {want.value} operands, found {vtype.value}")
+        return bound
+
+    def _value(self, expr: ValueExpr) -> tuple[ValueExpr, ValueType]:  # noqa: PLR0911, PLR0912 - one case per node type
+        match expr:
+            case Aggregate():
+                return self.aggregate(expr), ValueType.NUMERIC
+            case Number():
+                return expr, ValueType.NUMERIC
+            case Text():
+                return expr, ValueType.STRING
+            case Null():
+                return expr, ValueType.NULL
+            case OutputRef(name):
+                return self._reference(name)
+            case Negative(x):
+                return Negative(self._expect(x, ValueType.NUMERIC, "unary minus")), (
+                    ValueType.NUMERIC
+                )
+            case Binary(op, a, b):
+                what = f"arithmetic operator {op.value}"
+                left = self._expect(a, ValueType.NUMERIC, what)
+                right = self._expect(b, ValueType.NUMERIC, what)
+                return Binary(op, left, right), ValueType.NUMERIC
+            case Compare(op, a, b):
+                (left, lt), (right, rt) = self._value(a), self._value(b)
+                _unify(f"comparison {op.value}", lt, rt)
+                return Compare(op, left, right), ValueType.BOOLEAN
+            case Connective(op, a, b):
+                left = self._expect(a, ValueType.BOOLEAN, op.value)
+                right = self._expect(b, ValueType.BOOLEAN, op.value)
+                return Connective(op, left, right), ValueType.BOOLEAN
+            case Negation(x):
+                return Negation(self._expect(x, ValueType.BOOLEAN, "NOT")), ValueType.BOOLEAN
+            case NullTest(x, negated):
+                return NullTest(self._value(x)[0], negated), ValueType.BOOLEAN
+            case Range(x, lo, hi, negated):
+                (v, vt), (low, lt), (high, ht) = self._value(x), self._value(lo), self._value(hi)
+                _unify("BETWEEN", _unify("BETWEEN", vt, lt), ht)
+                return Range(v, low, high, negated), ValueType.BOOLEAN
+            case InSet(x, values, negated):
+                v, vt = self._value(x)
+                items = []
+                for item in values:
+                    b, bt = self._value(item)
+                    vt = _unify("IN", vt, bt)
+                    items.append(b)
+                return InSet(v, tuple(items), negated), ValueType.BOOLEAN
+            case _:
+                key = self._matching_key(expr, "HAVING operand")  # a group expression
+                return key.expression, _key_type(key)
+
+    def _reference(self, name: str) -> tuple[ValueExpr, ValueType]:
+        if self.schema.has_column(name):
+            col = self.schema.column(name)
+            for key in self.group_keys:
+                if key.expression == GroupColumn(col.name):
+                    return key.expression, ValueType.STRING
+        for out in self.outputs:
+            if out.name.lower() == name.lower():
+                if isinstance(out.source, Aggregate | Negative | Binary):
+                    return out.source, ValueType.NUMERIC
+                key = self._matching_key(out.source, "HAVING operand")
+                return key.expression, _key_type(key)
+        if self.schema.has_column(name):
+            raise NonAggregateQueryError(
+                f"HAVING reads column {self.schema.column(name).name!r}, which is neither "
+                "aggregated nor a GROUP BY key; aggregate it or filter rows with WHERE"
+            )
+        raise UnsupportedQueryError(
+            f"HAVING names {name!r}, which is neither a column nor an output alias; the "
+            f"outputs are {[o.name for o in self.outputs]}"
+        )
+
+    # -- ORDER BY
+
+    def order(self, item: OrderItem) -> BoundOrder:
+        outputs = self.outputs
+        names = [o.name for o in outputs]
+        target = item.target
+        index: int | None = None
+        if isinstance(target, int):
+            if not 0 <= target < len(outputs):
+                raise UnsupportedQueryError(
+                    f"ORDER BY {target + 1} is out of range: the query has {len(outputs)} outputs"
+                )
+            index = target
+        elif isinstance(target, str):
+            lowered = [n.lower() for n in names]
+            if target.lower() in lowered:
+                index = lowered.index(target.lower())
+            elif self.schema.has_column(target):
+                wanted = GroupColumn(self.schema.column(target).name)
+                index = next((i for i, o in enumerate(outputs) if o.source == wanted), None)
+        else:
+            try:
+                bound = self._order_expression(target)
+            except NonAggregateQueryError:
+                bound = None
+            index = next((i for i, o in enumerate(outputs) if o.source == bound), None)
+        if index is None:
+            raise UnsupportedQueryError(
+                "ORDER BY must name an output column (by name, alias or position); the outputs "
+                f"are {names}"
+            )
+        return BoundOrder(index, item.descending, item.nulls_first)
+
+    def _order_expression(self, target: SelectExpr) -> ValueExpr:
+        if isinstance(target, Aggregate | Negative | Binary):
+            return self._arithmetic(target)
+        return bind_group(self.schema, target).expression
+
+
+def _unify(what: str, a: ValueType, b: ValueType) -> ValueType:
+    if a is ValueType.NULL:
+        return b
+    if b is ValueType.NULL or a is b:
+        return a
+    raise QueryTypeError(f"{what} compares a {a.value} value with a {b.value} value")
+
+
+def _key_type(key: GroupKey) -> ValueType:
+    return ValueType.NUMERIC if isinstance(key.expression, _GROUP_TYPES[1:]) else ValueType.STRING
+
+
+def _group_label(expr: GroupExpr) -> str:
+    return group_to_sqlglot(expr).sql(dialect="duckdb")
+
+
+def _aggregate_name(agg: Aggregate) -> str:
+    args = agg.column or "*"
+    if agg.column2 is not None:
+        args += f", {agg.column2}"
+    return f"{agg.function.value}({args})"
+
+
+def _leaf_name(expr: ValueExpr) -> str:
+    if isinstance(expr, Aggregate):
+        return _aggregate_name(expr)
+    return repr(expr)  # not reached: arithmetic holds aggregates and numbers only
 
 
 def _bind_aggregate(schema: DatasetSchema, agg: Aggregate) -> tuple[Aggregate, ColumnKind]:
     if agg.column is None:
         return agg, ColumnKind.INTEGER
     col = schema.column(agg.column)
+    if agg.function.bivariate:
+        assert agg.column2 is not None
+        other = schema.column(agg.column2)
+        for c in (col, other):
+            if not c.is_numeric:
+                raise QueryTypeError(
+                    f"{agg.function.value.upper()}({col.name}, {other.name}) needs numeric "
+                    f"columns, but {c.name!r} is {c.type.value}"
+                )
+        return Aggregate(agg.function, col.name, other.name), ColumnKind.DOUBLE
     bound = Aggregate(agg.function, col.name)
     if agg.function is AggregateFunction.COUNT:
         return bound, ColumnKind.INTEGER
@@ -183,74 +476,126 @@ def _bind_aggregate(schema: DatasetSchema, agg: Aggregate) -> tuple[Aggregate, C
         raise QueryTypeError(
             f"{agg.function.value.upper()}({col.name}) needs a numeric column, but "
             f"{col.name!r} is {col.type.value}; count it with COUNT({col.name})"
-            + (" or group by it" if col.type is ColumnType.CATEGORICAL else "")
+            + (" or group by it" if col.type.value == "categorical" else "")
         )
-    if agg.function is AggregateFunction.SUM and col.type is ColumnType.INTEGER:
+    if agg.function is AggregateFunction.SUM and col.type.value == "integer":
         return bound, ColumnKind.INTEGER
     return bound, ColumnKind.DOUBLE
 
 
-def _output(
-    schema: DatasetSchema, expr: Aggregate | GroupColumn, alias: str | None
-) -> OutputColumn:
-    if isinstance(expr, GroupColumn):
-        col = schema.column(expr.column)
-        return OutputColumn(alias or col.name, ColumnKind.GROUP, GroupColumn(col.name))
-    bound, kind = _bind_aggregate(schema, expr)
-    name = alias or f"{bound.function.value}({bound.column or '*'})"
-    return OutputColumn(name, kind, bound)
+def pair_keys(
+    schema: DatasetSchema, products: tuple[ProductAggregation, ...], agg: Aggregate
+) -> tuple[str, str, str]:
+    """For a bound bivariate ``f(y, x)``: the field keys of y's and x's pair statistics
+    and of the cross product (``"y|x"``, ``"x|y"``, ``"a*b"``)."""
+    y, x = agg.column, agg.column2
+    assert y is not None
+    assert x is not None
+    for p in products:
+        if (p.left.name, p.right.name) in ((y, x), (x, y)):
+            return f"{y}|{x}", f"{x}|{y}", p.key
+    raise KeyError((y, x))
 
 
 def _aggregations(
-    schema: DatasetSchema, outputs: tuple[OutputColumn, ...]
-) -> tuple[ColumnAggregation, ...]:
-    needs: dict[str, tuple[bool, bool]] = {}
-    for out in outputs:
-        src = out.source
-        if isinstance(src, Aggregate) and src.column is not None:
-            s, q = needs.get(src.column, (False, False))
-            needs[src.column] = (
-                s or src.function in _NEEDS_SUM,
-                q or src.function in _NEEDS_SQUARES,
-            )
+    schema: DatasetSchema, used: list[Aggregate]
+) -> tuple[tuple[ColumnAggregation, ...], tuple[ProductAggregation, ...]]:
+    needs: dict[tuple[str, str | None], tuple[bool, bool]] = {}
+    pairs: dict[frozenset[str], tuple[str, str]] = {}
+
+    def need(column: str, mask: str | None, total: bool, squares: bool) -> None:
+        s, q = needs.get((column, mask), (False, False))
+        needs[(column, mask)] = (s or total, q or squares)
+
+    for agg in used:
+        if agg.column is None:
+            continue
+        if agg.function.bivariate:
+            assert agg.column2 is not None
+            y, x = agg.column, agg.column2
+            need(y, x, True, agg.function in _NEEDS_Y_SQUARES)
+            need(x, y, True, agg.function in _NEEDS_X_SQUARES)
+            pairs.setdefault(frozenset((y, x)), (y, x))
+            continue
+        need(agg.column, None, agg.function in _NEEDS_SUM, agg.function in _NEEDS_SQUARES)
     result = []
-    for name, (need_sum, need_squares) in needs.items():
+    for (name, mask), (need_sum, need_squares) in needs.items():
         col = schema.column(name)
         fmt = fixed_point_format(col) if col.is_numeric else None
-        result.append(ColumnAggregation(col, fmt, need_sum, need_squares))
-    return tuple(result)
-
-
-def _order(schema: DatasetSchema, outputs: tuple[OutputColumn, ...], item: OrderItem) -> BoundOrder:
-    names = [o.name for o in outputs]
-    target = item.target
-    index: int | None = None
-    if isinstance(target, int):
-        if not 0 <= target < len(outputs):
-            raise UnsupportedQueryError(
-                f"ORDER BY {target + 1} is out of range: the query has {len(outputs)} outputs"
-            )
-        index = target
-    elif isinstance(target, str):
-        lowered = [n.lower() for n in names]
-        if target.lower() in lowered:
-            index = lowered.index(target.lower())
-        elif schema.has_column(target):
-            wanted = GroupColumn(schema.column(target).name)
-            index = next((i for i, o in enumerate(outputs) if o.source == wanted), None)
-    else:
-        bound, _ = _bind_aggregate(schema, target)
-        index = next((i for i, o in enumerate(outputs) if o.source == bound), None)
-    if index is None:
-        raise UnsupportedQueryError(
-            "ORDER BY must name an output column (by name, alias or position); the outputs "
-            f"are {names}"
-        )
-    return BoundOrder(index, item.descending, item.nulls_first)
+        mask_col = schema.column(mask) if mask is not None else None
+        result.append(ColumnAggregation(col, fmt, need_sum, need_squares, mask_col))
+    products = []
+    for left, right in pairs.values():
+        a, b = schema.column(left), schema.column(right)
+        products.append(ProductAggregation(a, b, fixed_point_format(a), fixed_point_format(b)))
+    return tuple(result), tuple(products)
 
 
 def _identifier(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
+
+
+_BINARY_NODE: dict[BinaryOp, type[exp.Expression]] = {
+    BinaryOp.ADD: exp.Add,
+    BinaryOp.SUB: exp.Sub,
+    BinaryOp.MUL: exp.Mul,
+    BinaryOp.DIV: exp.Div,
+}
+_COMPARE_NODE: dict[ComparisonOp, type[exp.Expression]] = {
+    ComparisonOp.EQ: exp.EQ,
+    ComparisonOp.NEQ: exp.NEQ,
+    ComparisonOp.LT: exp.LT,
+    ComparisonOp.LTE: exp.LTE,
+    ComparisonOp.GT: exp.GT,
+    ComparisonOp.GTE: exp.GTE,
+}
+
+
+def _value_sql(expr: ValueExpr) -> exp.Expression:  # noqa: PLR0911, PLR0912 - one case per node type
+    """The canonical sqlglot form of a select item or HAVING expression."""
+    match expr:
+        case Aggregate(function, column, column2):
+            args: list[exp.Expression] = [
+                exp.Star() if column is None else exp.Column(this=_identifier(column))
+            ]
+            if column2 is not None:
+                args.append(exp.Column(this=_identifier(column2)))
+            return exp.Anonymous(this=function.value, expressions=args)
+        case Number(text):
+            return exp.Literal.number(text)
+        case Text(value):
+            return exp.Literal.string(value)
+        case Null():
+            return exp.Null()
+        case Negative(x):
+            return exp.Neg(this=exp.Paren(this=_value_sql(x)))
+        case Binary(arith, a, b):
+            node = _BINARY_NODE[arith]
+            return exp.Paren(this=node(this=_value_sql(a), expression=_value_sql(b)))
+        case Compare(cmp, a, b):
+            return _COMPARE_NODE[cmp](this=_value_sql(a), expression=_value_sql(b))
+        case Connective(logical, a, b):
+            conn = exp.And if logical is LogicalOp.AND else exp.Or
+            return exp.Paren(this=conn(this=_value_sql(a), expression=_value_sql(b)))
+        case Negation(x):
+            return exp.Not(this=exp.Paren(this=_value_sql(x)))
+        case NullTest(x, negated):
+            test: exp.Expression = exp.Is(this=_value_sql(x), expression=exp.Null())
+            return exp.Not(this=test) if negated else test
+        case Range(x, lo, hi, negated):
+            between: exp.Expression = exp.Between(
+                this=_value_sql(x), low=_value_sql(lo), high=_value_sql(hi)
+            )
+            return exp.Not(this=exp.Paren(this=between)) if negated else between
+        case InSet(x, values, negated):
+            member: exp.Expression = exp.In(
+                this=_value_sql(x), expressions=[_value_sql(v) for v in values]
+            )
+            return exp.Not(this=exp.Paren(this=member)) if negated else member
+        case OutputRef(name):
+            return exp.Column(this=_identifier(name))
+        case _:
+            return group_to_sqlglot(expr)
 
 
 def _canonical_sql(
@@ -258,26 +603,22 @@ def _canonical_sql(
     dataset: str,
     outputs: tuple[OutputColumn, ...],
     where: Expr | None,
-    group_columns: tuple[Column, ...],
+    group_keys: tuple[GroupKey, ...],
+    having: ValueExpr | None,
     order_by: tuple[BoundOrder, ...],
     limit: int | None,
     offset: int | None,
 ) -> str:
-    items: list[exp.Expression] = []
-    for out in outputs:
-        src = out.source
-        value: exp.Expression
-        if isinstance(src, GroupColumn):
-            value = exp.Column(this=_identifier(src.column))
-        else:
-            arg = exp.Star() if src.column is None else exp.Column(this=_identifier(src.column))
-            value = exp.Anonymous(this=src.function.value, expressions=[arg])
-        items.append(exp.Alias(this=value, alias=_identifier(out.name)))
+    items: list[exp.Expression] = [
+        exp.Alias(this=_value_sql(out.source), alias=_identifier(out.name)) for out in outputs
+    ]
     select = exp.select(*items).from_(exp.Table(this=_identifier(dataset)))
     if where is not None:
         select = select.where(to_sqlglot(where))
-    if group_columns:
-        select = select.group_by(*(exp.Column(this=_identifier(c.name)) for c in group_columns))
+    if group_keys:
+        select = select.group_by(*(group_to_sqlglot(k.expression) for k in group_keys))
+    if having is not None:
+        select = select.having(_value_sql(having))
     if order_by:
         select = select.order_by(
             *(

@@ -8,13 +8,32 @@ Each released number is computed from the exact summed integers (``n``, ``S1 = �
 * ``VAR_POP = (n·S2 - S1²) / (n²·2**2F)``, ``VAR_SAMP = (n·S2 - S1²) / (n(n-1)·2**2F)``
 * ``STDDEV_* = sqrt(VAR_*)``, the square root of the exact rational, correctly rounded.
 
-Empty aggregates are SQL NULL (``None``): SUM/AVG/VAR_POP/STDDEV_POP of no non-NULL
-value, VAR_SAMP/STDDEV_SAMP of fewer than two.
+The bivariate aggregates ``f(y, x)`` use the pairs where both are non-NULL: their count
+``n``, ``Sx, Sy, Sxx, Syy`` and ``Sxy = ΣXY``, with ``Cxy = n·Sxy - Sx·Sy``,
+``Cxx = n·Sxx - Sx²``, ``Cyy = n·Syy - Sy²`` (scaled by the fraction bits):
+
+* ``COVAR_POP = Cxy / n²``, ``COVAR_SAMP = Cxy / (n(n-1))``
+* ``REGR_SLOPE = Cxy / Cxx``, ``REGR_INTERCEPT = (Sy·Cxx - Sx·Cxy) / (n·Cxx)``
+* ``REGR_R2 = Cxy² / (Cxx·Cyy)`` (1 when ``Cyy = 0 < Cxx``)
+* ``CORR = sign(Cxy)·sqrt(Cxy² / (Cxx·Cyy))``, correctly rounded.
+
+Empty aggregates are SQL NULL (``None``): SUM/AVG/VAR_POP/STDDEV_POP/COVAR_POP of no
+non-NULL value (pair), VAR_SAMP/STDDEV_SAMP/COVAR_SAMP of fewer than two; CORR when
+either variance is zero, REGR_SLOPE/REGR_INTERCEPT/REGR_R2 when ``x``'s variance is
+zero (PostgreSQL's semantics; DuckDB returns NaN for CORR and REGR_SLOPE there).
+
+Groups: every combination of the GROUP BY keys' non-NULL groups is reported, with
+count 0 and NULL aggregates when it has no rows (zero cells of a cross-tabulation,
+empty histogram bins); combinations involving a NULL group or an out-of-range
+WIDTH_BUCKET bucket only when they have rows. HAVING then keeps the rows where it is
+true, evaluated exactly (:func:`federation.query.outputs.evaluate`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -22,10 +41,18 @@ import numpy.typing as npt
 
 from federation.encoding import DIGIT_BITS, MAX_NODES, MAX_ROWS_PER_NODE
 from federation.errors import ProtocolError
-from federation.query.bind import BoundOrder, BoundQuery
+from federation.query.bind import BoundOrder, BoundQuery, pair_keys
 from federation.query.layout import FieldKind, VectorLayout
-from federation.query.parse import Aggregate, AggregateFunction, GroupColumn
-from federation.table import Cell, ResultTable
+from federation.query.outputs import (
+    Aggregate,
+    AggregateFunction,
+    Binary,
+    Negative,
+    Value,
+    ValueExpr,
+    evaluate,
+)
+from federation.table import Cell, ColumnKind, ResultTable
 
 __all__ = ["finalize", "sqrt_ratio"]
 
@@ -38,6 +65,12 @@ _MIN_VALUES = {  # fewer non-NULL values give SQL NULL
     AggregateFunction.STDDEV_POP: 1,
     AggregateFunction.VAR_SAMP: 2,
     AggregateFunction.STDDEV_SAMP: 2,
+    AggregateFunction.COVAR_POP: 1,
+    AggregateFunction.COVAR_SAMP: 2,
+    AggregateFunction.CORR: 2,
+    AggregateFunction.REGR_SLOPE: 2,
+    AggregateFunction.REGR_INTERCEPT: 2,
+    AggregateFunction.REGR_R2: 2,
 }
 
 
@@ -80,7 +113,7 @@ def _check_consistent(bound: BoundQuery, values: dict[Any, int]) -> None:
     rows = values[(FieldKind.ROWS, None)]
     ok = 0 <= rows <= MAX_NODES * MAX_ROWS_PER_NODE
     for agg in bound.aggregations:
-        name = agg.column.name
+        name = agg.key
         n = values[(FieldKind.COUNT, name)]
         ok = ok and 0 <= n <= rows
         s1 = values.get((FieldKind.SUM, name), 0)
@@ -131,6 +164,77 @@ def _moment(func: AggregateFunction, n: int, s1: int, s2: int, f: int) -> float:
     return sqrt_ratio(spread, den)
 
 
+def _bivariate(  # noqa: PLR0911 - one formula per function
+    bound: BoundQuery, agg: Aggregate, values: dict[Any, int]
+) -> Fraction | float | None:
+    """A bivariate aggregate ``f(y, x)``, exact (CORR: correctly rounded), or NULL."""
+    assert agg.column is not None
+    assert agg.column2 is not None
+    ykey, xkey, pkey = pair_keys(bound.schema, bound.products, agg)
+    func = agg.function
+    n = values[(FieldKind.COUNT, ykey)]
+    if n < _MIN_VALUES[func]:
+        return None
+    fy, fx = _fraction_bits(bound, agg.column), _fraction_bits(bound, agg.column2)
+    sy, sx = values[(FieldKind.SUM, ykey)], values[(FieldKind.SUM, xkey)]
+    cxy = n * values[(FieldKind.SUM_PRODUCTS, pkey)] - sx * sy  # scaled by 2**(fx+fy)
+    if func is AggregateFunction.COVAR_POP:
+        return Fraction(cxy, (n * n) << (fx + fy))
+    if func is AggregateFunction.COVAR_SAMP:
+        return Fraction(cxy, (n * (n - 1)) << (fx + fy))
+    cxx = n * values[(FieldKind.SUM_SQUARES, xkey)] - sx * sx  # scaled by 2**(2fx)
+    if func is AggregateFunction.REGR_SLOPE:
+        return None if cxx == 0 else Fraction(cxy << fx, cxx << fy)
+    if func is AggregateFunction.REGR_INTERCEPT:
+        return None if cxx == 0 else Fraction(sy * cxx - sx * cxy, (n * cxx) << fy)
+    cyy = n * values[(FieldKind.SUM_SQUARES, ykey)] - sy * sy  # scaled by 2**(2fy)
+    if func is AggregateFunction.REGR_R2:
+        if cxx == 0:
+            return None
+        return Fraction(1) if cyy == 0 else Fraction(cxy * cxy, cxx * cyy)
+    if cxx == 0 or cyy == 0:  # CORR
+        return None
+    root = sqrt_ratio(cxy * cxy, cxx * cyy)
+    return root if cxy >= 0 else -root
+
+
+def _exact(  # noqa: PLR0911 - one formula per function
+    bound: BoundQuery, agg: Aggregate, values: dict[Any, int]
+) -> Value:
+    """An aggregate's exact value (square roots: correctly rounded floats), or NULL."""
+    if agg.function.bivariate:
+        return _bivariate(bound, agg, values)
+    if agg.column is None:
+        return values[(FieldKind.ROWS, None)]
+    n = values[(FieldKind.COUNT, agg.column)]
+    func = agg.function
+    if func is AggregateFunction.COUNT:
+        return n
+    if n < _MIN_VALUES[func]:
+        return None
+    f = _fraction_bits(bound, agg.column)
+    s1 = values[(FieldKind.SUM, agg.column)]
+    if func is AggregateFunction.SUM:
+        return s1 if f == 0 else Fraction(s1, 1 << f)
+    if func is AggregateFunction.AVG:
+        return Fraction(s1, n << f)
+    spread = n * values[(FieldKind.SUM_SQUARES, agg.column)] - s1 * s1
+    pop = func in (AggregateFunction.VAR_POP, AggregateFunction.STDDEV_POP)
+    den = (n * n if pop else n * (n - 1)) << (2 * f)
+    if func in (AggregateFunction.VAR_POP, AggregateFunction.VAR_SAMP):
+        return Fraction(spread, den)
+    return sqrt_ratio(spread, den)
+
+
+def _to_cell(value: Value, kind: ColumnKind) -> Cell:
+    """Round an exact value once to its output kind."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if kind is ColumnKind.INTEGER:
+        return int(value)  # integral by construction (see bind._integral)
+    return float(value)
+
+
 def _sort(rows: list[tuple[Cell, ...]], order_by: tuple[BoundOrder, ...]) -> list[tuple[Cell, ...]]:
     """Stable multi-key sort with SQL NULL placement (default NULLS LAST)."""
     for key in reversed(order_by):
@@ -157,20 +261,41 @@ def finalize(bound: BoundQuery, total: npt.NDArray[np.uint64]) -> ResultTable:
         )
     layout = bound.layout
     slots = _decode_slots(layout, np.ascontiguousarray(arr))
+    keys = bound.group_keys
+    key_index = {k.expression: i for i, k in enumerate(keys)}
+    # Every key's labels with NULL last, and which of them are reported only with rows.
+    choices = [(*k.labels, None) for k in keys]
+    sparse = [{*k.sparse, len(k.labels)} for k in keys]
+    positions = itertools.product(*(range(len(c)) for c in choices))  # in slot order
     rows: list[tuple[Cell, ...]] = []
-    for slot, values in enumerate(slots):
+    for values, slot_positions in zip(slots, positions, strict=True):
         _check_consistent(bound, values)
-        if bound.group_columns and values[(FieldKind.ROWS, None)] == 0:
+        if values[(FieldKind.ROWS, None)] == 0 and any(
+            p in s for p, s in zip(slot_positions, sparse, strict=True)
+        ):
             continue
-        labels = dict(
-            zip((c.name for c in bound.group_columns), layout.slot_labels(slot), strict=True)
-        )
+        labels = [c[p] for c, p in zip(choices, slot_positions, strict=True)]
+
+        def leaf(
+            expr: ValueExpr, values: dict[Any, int] = values, labels: list[Any] = labels
+        ) -> Value:
+            if isinstance(expr, Aggregate):
+                return _exact(bound, expr, values)
+            return labels[key_index[expr]]  # type: ignore[index, no-any-return]
+
+        if bound.having is not None and evaluate(bound.having, leaf) is not True:
+            continue
         row: list[Cell] = []
         for out in bound.outputs:
             src = out.source
-            row.append(
-                labels[src.column] if isinstance(src, GroupColumn) else _cell(bound, src, values)
-            )
+            if isinstance(src, Aggregate) and src.function.bivariate:
+                row.append(_to_cell(_bivariate(bound, src, values), ColumnKind.DOUBLE))
+            elif isinstance(src, Aggregate):
+                row.append(_cell(bound, src, values))
+            elif isinstance(src, Negative | Binary):
+                row.append(_to_cell(evaluate(src, leaf), out.kind))
+            else:
+                row.append(labels[key_index[src]])
         rows.append(tuple(row))
     if bound.order_by:
         rows = _sort(rows, bound.order_by)

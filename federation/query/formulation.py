@@ -47,8 +47,10 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from federation.encoding import FixedPointFormat, LimbPlan
+from federation.errors import DataError
 from federation.query.bind import BoundQuery
-from federation.query.layout import ColumnAggregation, FieldKind
+from federation.query.groups import group_check, group_sql
+from federation.query.layout import ColumnAggregation, FieldKind, ProductAggregation
 from federation.query.where import render_predicate
 from federation.schema import Column, ColumnType
 
@@ -58,6 +60,7 @@ __all__ = [
     "Tier",
     "build_plan",
     "column_tiers",
+    "domain_error",
     "quote",
     "range_condition",
     "render",
@@ -150,8 +153,8 @@ class Plan:
         aggregates: The aggregate expressions, after the group keys.
         quantities: ``(kind, column) -> [(aggregate index, shift)]``: the quantity is
             the sum of ``aggregate << shift``.
-        checks: ``(aggregate index, column, format)``: a count of rows violating the
-            column's range (format given) or domain (format ``None``); must be 0.
+        checks: ``(aggregate index, error)``: a count of rows violating a column's
+            range or domain, or a group key's bounds; must be 0, else ``error`` is raised.
         certified: ``(aggregate index, aggregation index)``: DOUBLE sums that are exact
             only below :data:`CERTIFIED_LIMIT`, and the column to escalate otherwise.
     """
@@ -162,7 +165,7 @@ class Plan:
     quantities: dict[tuple[FieldKind, str | None], list[tuple[int, int]]] = field(
         default_factory=dict
     )
-    checks: list[tuple[int, Column, FixedPointFormat | None]] = field(default_factory=list)
+    checks: list[tuple[int, DataError]] = field(default_factory=list)
     certified: list[tuple[int, int]] = field(default_factory=list)
 
     def add(
@@ -175,12 +178,14 @@ class Plan:
                 self.certified.append((index, certify))
             self.aggregates.append(part.sql)
 
-    def check(self, condition: str, column: Column, fmt: FixedPointFormat | None) -> None:
-        self.checks.append((len(self.aggregates), column, fmt))
+    def check(self, condition: str, error: DataError) -> None:
+        self.checks.append((len(self.aggregates), error))
         self.aggregates.append(f"count_if(NOT ({condition}))")
 
 
-def _reference_parts(plan: Plan, i: int, fmt: FixedPointFormat, squares: bool) -> None:
+def _reference_parts(
+    plan: Plan, i: int, fmt: FixedPointFormat, squares: bool, *, raw: str, name: str
+) -> None:
     """Add the limb stages and the S1/S2 aggregates of one numeric column.
 
     Limb plans (all products fit BIGINT; DuckDB sums BIGINT into HUGEINT):
@@ -200,7 +205,6 @@ def _reference_parts(plan: Plan, i: int, fmt: FixedPointFormat, squares: bool) -
       ``x - t`` is exact, and for ``|x| >= 1`` the product is already an integer, so it
       rounds exactly as ``round(x·2**52)`` does (``|t| < 2**41``, the rest ``< 2**52``).
     """
-    raw, name = quote(fmt.column), fmt.column
     s1, s2 = (FieldKind.SUM, name), (FieldKind.SUM_SQUARES, name)
     if fmt.column_type is ColumnType.INTEGER:
         value = f"CAST({raw} AS BIGINT)"
@@ -262,9 +266,8 @@ def _reference_parts(plan: Plan, i: int, fmt: FixedPointFormat, squares: bool) -
     )
 
 
-def _small_parts(plan: Plan, i: int, fmt: FixedPointFormat) -> bool:
+def _small_parts(plan: Plan, i: int, fmt: FixedPointFormat, *, raw: str, name: str) -> bool:
     """SMALL tier of an integer column; True when the range check is still needed."""
-    raw, name = quote(fmt.column), fmt.column
     v, f = quote(f"#v{i}"), quote(f"#s{i}")
     plan.stages[0] += [
         (f"#v{i}", f"CAST({raw} AS BIGINT)"),
@@ -277,7 +280,14 @@ def _small_parts(plan: Plan, i: int, fmt: FixedPointFormat) -> bool:
 
 
 def _narrow_parts(
-    plan: Plan, i: int, fmt: FixedPointFormat, squares: bool, few_groups: bool
+    plan: Plan,
+    i: int,
+    fmt: FixedPointFormat,
+    squares: bool,
+    few_groups: bool,
+    *,
+    raw: str,
+    name: str,
 ) -> bool:
     """NARROW tier of a double column; True when the range check is still needed.
 
@@ -293,7 +303,6 @@ def _narrow_parts(
     (``a = X >> 31``, ``c = X & (2**31-1)``), whose BIGINT product ``a*a`` fails once
     ``|X| > 2**62.5``.
     """
-    raw, name = quote(fmt.column), fmt.column
     v, a = quote(f"#v{i}"), quote(f"#a{i}")
     plan.stages[0].append((f"#v{i}", f"CAST(round(CAST({raw} AS DOUBLE) * {_P52}) AS BIGINT)"))
     plan.add((FieldKind.COUNT, name), [_Sum(f"count({v})")])
@@ -326,32 +335,102 @@ def _narrow_parts(
     return check
 
 
+def domain_error(col: Column) -> DataError:
+    """The error for a categorical value outside its column's declared domain."""
+    return DataError(
+        f"categorical column {col.name!r} holds values outside its declared domain "
+        f"({len(col.domain)} values); add them to the schema's domain or clean the data"
+    )
+
+
+def _limbs(plan: Plan, tag: str, raw: str, fmt: FixedPointFormat) -> list[tuple[str, int]]:
+    """Split ``X`` of ``raw`` into limbs ``(alias, shift)`` with ``|limb| <= 2**31`` and
+    ``X = Σ limb·2**shift``, so that every product of two limbs fits BIGINT.
+
+    The splits are those of :func:`_reference_parts` (ONE: ``X``; TWO: ``X >> 31`` and
+    ``X & (2**31-1)``; THREE: the exact double split into ``h, m, l``).
+    """
+    if fmt.column_type is ColumnType.INTEGER:
+        value = f"CAST({raw} AS BIGINT)"
+    else:
+        value = f"round(CAST({raw} AS DOUBLE) * {_P52})"
+    if fmt.limbs is LimbPlan.THREE:
+        d, h, r, m = (quote(f"#{k}{tag}") for k in ("pd", "ph", "pr", "pm"))
+        plan.stages[0].append((f"#pd{tag}", value))
+        plan.stages[1].append((f"#ph{tag}", f"round({d} / {_P62})"))
+        plan.stages[2].append((f"#pr{tag}", f"{d} - {h} * {_P62}"))
+        plan.stages[3].append((f"#pm{tag}", f"round({r} / {_P31})"))
+        plan.stages[4] += [
+            (f"#phb{tag}", f"CAST({h} AS BIGINT)"),
+            (f"#pmb{tag}", f"CAST({m} AS BIGINT)"),
+            (f"#plb{tag}", f"CAST({r} - {m} * {_P31} AS BIGINT)"),
+        ]
+        return [(f"#phb{tag}", 62), (f"#pmb{tag}", 31), (f"#plb{tag}", 0)]
+    if fmt.column_type is ColumnType.DOUBLE:
+        value = f"CAST({value} AS BIGINT)"
+    plan.stages[0].append((f"#pv{tag}", value))
+    if fmt.limbs is LimbPlan.ONE:
+        return [(f"#pv{tag}", 0)]
+    v = quote(f"#pv{tag}")
+    plan.stages[1] += [(f"#pa{tag}", f"{v} >> 31"), (f"#pc{tag}", f"{v} & {_MASK31}")]
+    return [(f"#pa{tag}", 31), (f"#pc{tag}", 0)]
+
+
+def _product_parts(plan: Plan, k: int, product: ProductAggregation) -> None:
+    """``ΣXY`` of a pair: the sum of every limb product, each summed in HUGEINT.
+
+    Rows where either value is NULL have a NULL product and add nothing.
+    """
+    left = _limbs(plan, f"{k}l", quote(product.left.name), product.left_format)
+    right = _limbs(plan, f"{k}r", quote(product.right.name), product.right_format)
+    parts = [_Sum(f"sum({quote(a)} * {quote(b)})", sa + sb) for a, sa in left for b, sb in right]
+    plan.add((FieldKind.SUM_PRODUCTS, product.key), parts)
+
+
+def _masked(agg: ColumnAggregation) -> str:
+    """The SQL of an aggregated column's values (NULL where its mask column is NULL)."""
+    raw = quote(agg.column.name)
+    if agg.mask is None:
+        return raw
+    return f"(CASE WHEN {quote(agg.mask.name)} IS NOT NULL THEN {raw} END)"
+
+
 def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
     """The local query with ``tiers[i]`` for ``bound.aggregations[i]``."""
     plan = Plan(tiers=tiers)
-    few_groups = bool(bound.group_columns) and bound.layout.slots <= _FEW_SLOTS
-    for k, col in enumerate(bound.group_columns):
-        plan.stages[0].append((f"#g{k}", quote(col.name)))
+    few_groups = bool(bound.group_keys) and bound.layout.slots <= _FEW_SLOTS
+    for k, key in enumerate(bound.group_keys):
+        plan.stages[0].append((f"#g{k}", group_sql(key)))
     plan.add((FieldKind.ROWS, None), [_Sum("count(*)")])
+    for k, key in enumerate(bound.group_keys):
+        rule = group_check(bound.schema, key)
+        if rule is not None:
+            plan.stages[0].append((f"#k{k}", f"({rule[0]})"))
+            plan.check(quote(f"#k{k}"), rule[1])
     for i, (agg, tier) in enumerate(zip(bound.aggregations, tiers, strict=True)):
         raw = quote(f"#x{i}")
-        plan.stages[0].append((f"#x{i}", quote(agg.column.name)))
+        value, name = _masked(agg), agg.key
+        plan.stages[0].append((f"#x{i}", value))
         fmt = agg.format
         if fmt is not None and agg.need_sum:
             if tier is Tier.SMALL:
-                check = _small_parts(plan, i, fmt)
+                check = _small_parts(plan, i, fmt, raw=value, name=name)
             elif tier is Tier.NARROW:
-                check = _narrow_parts(plan, i, fmt, agg.need_squares, few_groups)
+                check = _narrow_parts(
+                    plan, i, fmt, agg.need_squares, few_groups, raw=value, name=name
+                )
             else:
-                _reference_parts(plan, i, fmt, agg.need_squares)
+                _reference_parts(plan, i, fmt, agg.need_squares, raw=value, name=name)
                 check = True
             if check:
-                plan.check(range_condition(raw, fmt), agg.column, fmt)
+                plan.check(range_condition(raw, fmt), fmt.out_of_range_error())
             continue
-        plan.add((FieldKind.COUNT, agg.column.name), [_Sum(f"count({raw})")])
+        plan.add((FieldKind.COUNT, name), [_Sum(f"count({raw})")])
         if agg.column.type is ColumnType.CATEGORICAL:
             domain = ", ".join(string_literal(v) for v in agg.column.domain)
-            plan.check(f"{raw} IN ({domain})", agg.column, None)
+            plan.check(f"{raw} IN ({domain})", domain_error(agg.column))
+    for k, product in enumerate(bound.products):
+        _product_parts(plan, k, product)
     return plan
 
 
@@ -363,7 +442,7 @@ def render(bound: BoundQuery, plan: Plan, relation: str) -> str:
     projection computes only the aliases that later stages or aggregates use, and
     carries forward only those.
     """
-    keys = [quote(f"#g{k}") for k in range(len(bound.group_columns))]
+    keys = [quote(f"#g{k}") for k in range(len(bound.group_keys))]
     stages = [stage for stage in plan.stages if stage] or [[]]
     order = {alias: n for n, (alias, _) in enumerate(a for stage in stages for a in stage)}
     need = set(_ALIAS.findall(" ".join([*keys, *plan.aggregates])))

@@ -1,8 +1,9 @@
 """The layout of the uint64 vector a node produces for a bound query.
 
 The vector is a sequence of *group slots*, one per combination of GROUP BY values
-(each categorical column's declared domain, in order, then NULL; the first GROUP BY
-column varies slowest). A query without GROUP BY has one slot. Every slot holds the
+(each key's groups, in order, then NULL: a categorical column's declared domain, or a
+bucket expression's buckets, :mod:`federation.query.groups`; the first GROUP BY key
+varies slowest). A query without GROUP BY has one slot. Every slot holds the
 same *fields*, each an exact integer written as a fixed number of balanced digits
 (:mod:`federation.encoding`)::
 
@@ -10,8 +11,12 @@ same *fields*, each an exact integer written as a fixed number of balanced digit
 
 Fields, in order: ``ROWS`` (rows in the group); then, per aggregated column in
 first-use order, ``COUNT`` (non-NULL values), and where the query needs them ``SUM``
-(``ΣX``) and ``SUM_SQUARES`` (``ΣX²``) of its fixed-point values ``X``. The layout
-depends only on the query and the schema, so every node's vector is aligned.
+(``ΣX``) and ``SUM_SQUARES`` (``ΣX²``) of its fixed-point values ``X``; then, per pair
+of a bivariate aggregate, ``SUM_PRODUCTS`` (``ΣXY``). A field's ``column`` key is the
+column name, ``"a|b"`` for column ``a`` restricted to the rows where ``b`` is also
+non-NULL (the pair statistics of CORR, COVAR_* and REGR_*), or ``"a*b"`` for the cross
+product. The layout depends only on the query and the schema, so every node's vector
+is aligned.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from federation.encoding import MAX_ROWS_PER_NODE, FixedPointFormat, digits_for
 from federation.errors import UnsupportedQueryError
+from federation.query.groups import GroupKey, Label
 from federation.schema import Column
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "MAX_VECTOR_LENGTH",
     "ColumnAggregation",
     "FieldKind",
+    "ProductAggregation",
     "VectorField",
     "VectorLayout",
     "build_layout",
@@ -49,6 +56,7 @@ class FieldKind(enum.Enum):
     COUNT = "count"
     SUM = "sum"
     SUM_SQUARES = "sum_squares"
+    SUM_PRODUCTS = "sum_products"
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,35 @@ class ColumnAggregation:
             which are only counted).
         need_sum: ``ΣX`` is needed (SUM, AVG, variances).
         need_squares: ``ΣX²`` is needed (variances and standard deviations).
+        mask: When set, only rows where this other column is also non-NULL count
+            (the pair statistics of the bivariate aggregates).
     """
 
     column: Column
     format: FixedPointFormat | None
     need_sum: bool
     need_squares: bool
+    mask: Column | None = None
+
+    @property
+    def key(self) -> str:
+        """The field key: the column name, or ``"a|b"`` when masked by ``b``."""
+        return self.column.name if self.mask is None else f"{self.column.name}|{self.mask.name}"
+
+
+@dataclass(frozen=True)
+class ProductAggregation:
+    """``ΣXY`` over the rows where both numeric columns are non-NULL."""
+
+    left: Column
+    right: Column
+    left_format: FixedPointFormat
+    right_format: FixedPointFormat
+
+    @property
+    def key(self) -> str:
+        """The field key ``"a*b"``."""
+        return f"{self.left.name}*{self.right.name}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +114,7 @@ class VectorField:
 class VectorLayout:
     """Group slots times fields, each field a fixed number of balanced digits."""
 
-    group_columns: tuple[Column, ...]
+    group_keys: tuple[GroupKey, ...]
     fields: tuple[VectorField, ...]
     slot_width: int
     slots: int
@@ -101,25 +132,40 @@ class VectorLayout:
         raise KeyError((kind, column))
 
     def slot_index(self, positions: tuple[int, ...]) -> int:
-        """The slot of a group: ``positions[k]`` is the domain index of group column k
-        (``len(domain)`` for NULL)."""
+        """The slot of a group: ``positions[k]`` is the label index of group key k
+        (``len(labels)`` for NULL)."""
         slot = 0
-        for col, pos in zip(self.group_columns, positions, strict=True):
-            slot = slot * (len(col.domain) + 1) + pos
+        for key, pos in zip(self.group_keys, positions, strict=True):
+            slot = slot * (len(key.labels) + 1) + pos
         return slot
 
-    def slot_labels(self, slot: int) -> tuple[str | None, ...]:
+    def slot_positions(self, slot: int) -> tuple[int, ...]:
+        """The label index of every group key of a slot (``len(labels)`` for NULL)."""
+        positions: list[int] = []
+        for key in reversed(self.group_keys):
+            slot, pos = divmod(slot, len(key.labels) + 1)
+            positions.append(pos)
+        return tuple(reversed(positions))
+
+    def slot_labels(self, slot: int) -> tuple[Label | None, ...]:
         """The group values of a slot (``None`` for the NULL group)."""
-        labels: list[str | None] = []
-        for col in reversed(self.group_columns):
-            slot, pos = divmod(slot, len(col.domain) + 1)
-            labels.append(col.domain[pos] if pos < len(col.domain) else None)
-        return tuple(reversed(labels))
+        return tuple(
+            key.labels[pos] if pos < len(key.labels) else None
+            for key, pos in zip(self.group_keys, self.slot_positions(slot), strict=True)
+        )
+
+    def slot_is_sparse(self, slot: int) -> bool:
+        """True when the slot is reported only if it has rows: one of its groups is NULL
+        or a sparse bucket. Every other slot is reported, with count 0 when empty."""
+        return any(
+            pos == len(key.labels) or pos in key.sparse
+            for key, pos in zip(self.group_keys, self.slot_positions(slot), strict=True)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-ready form (bound into the query fingerprint)."""
         return {
-            "groups": [[c.name, list(c.domain)] for c in self.group_columns],
+            "groups": [k.to_dict() for k in self.group_keys],
             "fields": [[f.kind.value, f.column, f.offset, f.digits] for f in self.fields],
             "slot_width": self.slot_width,
             "slots": self.slots,
@@ -127,19 +173,21 @@ class VectorLayout:
 
 
 def build_layout(
-    group_columns: tuple[Column, ...], aggregations: tuple[ColumnAggregation, ...]
+    group_keys: tuple[GroupKey, ...],
+    aggregations: tuple[ColumnAggregation, ...],
+    products: tuple[ProductAggregation, ...] = (),
 ) -> VectorLayout:
     """Compute the layout; digit counts come from the worst case per node.
 
     Raises:
         UnsupportedQueryError: The query needs too many group slots or too long a vector.
     """
-    slots = math.prod(len(c.domain) + 1 for c in group_columns)
+    slots = math.prod(len(k.labels) + 1 for k in group_keys)
     if slots > MAX_GROUP_SLOTS:
-        names = ", ".join(c.name for c in group_columns)
+        names = ", ".join(k.name for k in group_keys)
         raise UnsupportedQueryError(
-            f"GROUP BY {names} gives {slots} groups (each domain plus NULL, multiplied); at "
-            f"most {MAX_GROUP_SLOTS} are supported: group by fewer columns"
+            f"GROUP BY {names} gives {slots} groups (each key's groups plus NULL, multiplied); "
+            f"at most {MAX_GROUP_SLOTS} are supported: group by fewer columns or wider buckets"
         )
     fields: list[VectorField] = []
     offset = 0
@@ -152,13 +200,16 @@ def build_layout(
 
     add(FieldKind.ROWS, None, MAX_ROWS_PER_NODE)
     for agg in aggregations:
-        name = agg.column.name
+        name = agg.key
         add(FieldKind.COUNT, name, MAX_ROWS_PER_NODE)
         if agg.format is not None and agg.need_sum:
             add(FieldKind.SUM, name, agg.format.max_abs * MAX_ROWS_PER_NODE)
         if agg.format is not None and agg.need_squares:
             add(FieldKind.SUM_SQUARES, name, agg.format.max_abs**2 * MAX_ROWS_PER_NODE)
-    layout = VectorLayout(tuple(group_columns), tuple(fields), offset, slots)
+    for product in products:
+        bound = product.left_format.max_abs * product.right_format.max_abs
+        add(FieldKind.SUM_PRODUCTS, product.key, bound * MAX_ROWS_PER_NODE)
+    layout = VectorLayout(tuple(group_keys), tuple(fields), offset, slots)
     if layout.length > MAX_VECTOR_LENGTH:
         raise UnsupportedQueryError(
             f"the query needs a vector of {layout.length} elements ({slots} groups x "

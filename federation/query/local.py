@@ -31,14 +31,16 @@ from federation.query.formulation import (
     Tier,
     build_plan,
     column_tiers,
+    domain_error,
     quote,
     range_condition,
     render,
     string_literal,
 )
+from federation.query.groups import GroupColumn, GroupKey, key_columns
 from federation.query.layout import FieldKind
 from federation.query.where import render_predicate
-from federation.schema import Column, ColumnType
+from federation.schema import ColumnType
 
 __all__ = ["compute_local", "local_sql"]
 
@@ -76,7 +78,8 @@ def _start_tiers(bound: BoundQuery, tiers: tuple[Tier, ...] | None) -> tuple[Tie
 
 
 def _check_relation(bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str) -> None:
-    names = [c.name for c in bound.group_columns] + [a.column.name for a in bound.aggregations]
+    names = [c for key in bound.group_keys for c in key_columns(key.expression)]
+    names += [a.column.name for a in bound.aggregations]
     if bound.where is not None:
         names += columns_of(bound.where)
     try:
@@ -137,7 +140,7 @@ def _run(
     bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str, tiers: tuple[Tier, ...]
 ) -> tuple[Plan, Rows]:
     """Run the local query from ``tiers`` on, escalating until a formulation applies."""
-    ngroups = len(bound.group_columns)
+    ngroups = len(bound.group_keys)
     while True:
         plan = build_plan(bound, tiers)
         try:
@@ -150,10 +153,10 @@ def _run(
                 continue
             _diagnose(bound, con, relation)
             raise _evaluation_error(exc) from None
-        for index, column, fmt in plan.checks:
+        for index, error in plan.checks:
             if any(row[ngroups + index] for row in rows):
                 _diagnose(bound, con, relation)
-                raise fmt.out_of_range_error() if fmt is not None else _domain_error(column)
+                raise error
         failed = {i for index, i in plan.certified if not _certified(rows, ngroups + index)}
         if not failed:
             return plan, rows
@@ -207,10 +210,13 @@ def _diagnose(bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str) 
             )
         elif col.type is ColumnType.CATEGORICAL:
             domain = ", ".join(string_literal(v) for v in col.domain)
-            probes.append((f"count_if(NOT ({raw} IN ({domain})))", _domain_error(col)))
-    for col in bound.group_columns:
+            probes.append((f"count_if(NOT ({raw} IN ({domain})))", domain_error(col)))
+    for key in bound.group_keys:
+        if not isinstance(key.expression, GroupColumn):
+            continue
+        col = bound.schema.column(key.expression.column)
         domain = ", ".join(string_literal(v) for v in col.domain)
-        probes.append((f"count_if(NOT ({quote(col.name)} IN ({domain})))", _domain_error(col)))
+        probes.append((f"count_if(NOT ({quote(col.name)} IN ({domain})))", domain_error(col)))
     if not probes:
         return
     sql = f"SELECT {', '.join(p for p, _ in probes)} FROM {relation}"  # noqa: S608
@@ -223,13 +229,6 @@ def _diagnose(bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str) 
     for count, (_, error) in zip(row, probes, strict=True):
         if count:
             raise error
-
-
-def _domain_error(col: Column) -> DataError:
-    return DataError(
-        f"categorical column {col.name!r} holds values outside its declared domain "
-        f"({len(col.domain)} values); add them to the schema's domain or clean the data"
-    )
 
 
 def _exact(cell: object) -> int:
@@ -247,22 +246,31 @@ def _exact(cell: object) -> int:
     return cell
 
 
+def _unknown_group(bound: BoundQuery, key: GroupKey) -> DataError:
+    if isinstance(key.expression, GroupColumn):
+        return domain_error(bound.schema.column(key.expression.column))
+    return DataError(
+        f"a row falls outside the groups of GROUP BY {key.name}, which are fixed in advance; "
+        "check the column's declared bounds"
+    )
+
+
 def _encode(bound: BoundQuery, plan: Plan, rows: Rows) -> npt.NDArray[np.uint64]:
     layout = bound.layout
     vector = np.zeros(layout.length, dtype=np.uint64)
-    ngroups = len(bound.group_columns)
-    lookups = [{v: i for i, v in enumerate(c.domain)} for c in bound.group_columns]
+    ngroups = len(bound.group_keys)
+    lookups = [{v: i for i, v in enumerate(key.labels)} for key in bound.group_keys]
     total_rows = 0
     for row in rows:
         positions = []
-        for k, col in enumerate(bound.group_columns):
-            key = row[k]
-            if key is None:
-                positions.append(len(col.domain))
-            elif key in lookups[k]:
-                positions.append(lookups[k][key])
+        for k, group in enumerate(bound.group_keys):
+            label = row[k]
+            if label is None:
+                positions.append(len(group.labels))
+            elif label in lookups[k]:
+                positions.append(lookups[k][label])
             else:
-                raise _domain_error(col)
+                raise _unknown_group(bound, group)
         base = layout.slot_index(tuple(positions)) * layout.slot_width
         for field in layout.fields:
             parts = plan.quantities[(field.kind, field.column)]

@@ -9,42 +9,64 @@ what was found and what to write instead.
 
 from __future__ import annotations
 
-import enum
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from federation.errors import NonAggregateQueryError, QuerySyntaxError, UnsupportedQueryError
-from federation.query.expr import Expr
+from federation.query.expr import ComparisonOp, Expr, LogicalOp
+from federation.query.groups import (
+    CaseBucket,
+    FloorBucket,
+    GroupColumn,
+    GroupExpr,
+    WidthBucket,
+    group_expr_from_sqlglot,
+)
+from federation.query.outputs import (
+    Aggregate,
+    AggregateFunction,
+    Binary,
+    BinaryOp,
+    Compare,
+    Connective,
+    InSet,
+    Negation,
+    Negative,
+    Null,
+    NullTest,
+    Number,
+    OutputRef,
+    Range,
+    Text,
+    ValueExpr,
+)
 from federation.query.where import column_name, predicate_from_sqlglot
 
 __all__ = [
     "Aggregate",
     "AggregateFunction",
+    "CaseBucket",
+    "FloorBucket",
     "GroupColumn",
+    "GroupExpr",
     "OrderItem",
     "ParsedQuery",
+    "SelectExpr",
     "SelectItem",
+    "WidthBucket",
     "parse_query",
 ]
 
 MAX_SQL_LENGTH = 100_000
 """Longer query texts are refused before parsing."""
 
-
-class AggregateFunction(enum.Enum):
-    """The aggregate functions of the subset (value = canonical SQL name)."""
-
-    COUNT = "count"
-    SUM = "sum"
-    AVG = "avg"
-    VAR_SAMP = "var_samp"
-    VAR_POP = "var_pop"
-    STDDEV_SAMP = "stddev_samp"
-    STDDEV_POP = "stddev_pop"
-
+SelectExpr = Aggregate | GroupExpr | Negative | Binary
+"""What a select item computes: an aggregate, a GROUP BY key, or arithmetic on aggregates."""
 
 _AGGREGATES: dict[type[exp.Expression], AggregateFunction] = {
     exp.Count: AggregateFunction.COUNT,
@@ -55,6 +77,12 @@ _AGGREGATES: dict[type[exp.Expression], AggregateFunction] = {
     exp.Stddev: AggregateFunction.STDDEV_SAMP,
     exp.StddevSamp: AggregateFunction.STDDEV_SAMP,
     exp.StddevPop: AggregateFunction.STDDEV_POP,
+    exp.Corr: AggregateFunction.CORR,
+    exp.CovarSamp: AggregateFunction.COVAR_SAMP,
+    exp.CovarPop: AggregateFunction.COVAR_POP,
+    exp.RegrSlope: AggregateFunction.REGR_SLOPE,
+    exp.RegrIntercept: AggregateFunction.REGR_INTERCEPT,
+    exp.RegrR2: AggregateFunction.REGR_R2,
 }
 _ANONYMOUS_AGGREGATES = {
     "mean": AggregateFunction.AVG,
@@ -64,14 +92,17 @@ _ANONYMOUS_AGGREGATES = {
     "stddev": AggregateFunction.STDDEV_SAMP,
     "stddev_samp": AggregateFunction.STDDEV_SAMP,
     "stddev_pop": AggregateFunction.STDDEV_POP,
+    **{f.value: f for f in AggregateFunction if f.bivariate},
 }
-_SUPPORTED = "COUNT(*), COUNT(col), SUM, AVG, VAR_SAMP, VAR_POP, STDDEV_SAMP, STDDEV_POP"
+_SUPPORTED = (
+    "COUNT(*), COUNT(col), SUM, AVG, VAR_SAMP, VAR_POP, STDDEV_SAMP, STDDEV_POP, "
+    "CORR, COVAR_SAMP, COVAR_POP, REGR_SLOPE, REGR_INTERCEPT, REGR_R2"
+)
 _NOT_SUMMABLE = {"min", "max", "median", "mode", "quantile", "percentile_cont", "percentile_disc"}
 
 _CLAUSE_HINTS = {
     "with_": "WITH (common table expressions) is not supported; query the dataset directly",
     "joins": "joins are not supported; a query reads one dataset",
-    "having": "HAVING is not supported; filter rows with WHERE, or filter the released table",
     "distinct": "SELECT DISTINCT is not supported; use GROUP BY on categorical columns",
     "qualify": "QUALIFY is not supported (no window functions)",
     "windows": "window functions are not supported",
@@ -90,29 +121,30 @@ _CLAUSE_HINTS = {
     "format": "FORMAT is not supported",
     "options": "query options are not supported",
 }
-_ALLOWED_CLAUSES = {"expressions", "from_", "from", "where", "group", "order", "limit", "offset"}
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """An aggregate call; ``column`` is ``None`` only for ``COUNT(*)``."""
-
-    function: AggregateFunction
-    column: str | None
-
-
-@dataclass(frozen=True)
-class GroupColumn:
-    """A select-list reference to a GROUP BY column."""
-
-    column: str
+_ALLOWED_CLAUSES = {
+    *("expressions", "from_", "from", "where", "group", "having", "order", "limit", "offset")
+}
+_BINARY: dict[type[exp.Expression], BinaryOp] = {
+    exp.Add: BinaryOp.ADD,
+    exp.Sub: BinaryOp.SUB,
+    exp.Mul: BinaryOp.MUL,
+    exp.Div: BinaryOp.DIV,
+}
+_COMPARISON: dict[type[exp.Expression], ComparisonOp] = {
+    exp.EQ: ComparisonOp.EQ,
+    exp.NEQ: ComparisonOp.NEQ,
+    exp.LT: ComparisonOp.LT,
+    exp.LTE: ComparisonOp.LTE,
+    exp.GT: ComparisonOp.GT,
+    exp.GTE: ComparisonOp.GTE,
+}
 
 
 @dataclass(frozen=True)
 class SelectItem:
-    """One output column: an aggregate or a group column, with its optional alias."""
+    """One output column: an aggregate, a GROUP BY key or arithmetic on aggregates."""
 
-    expression: Aggregate | GroupColumn
+    expression: SelectExpr
     alias: str | None = None
 
 
@@ -121,32 +153,37 @@ class OrderItem:
     """One ORDER BY key of the aggregated output.
 
     ``target`` is a 0-based select-list position, an output/column name, or an
-    aggregate call that must match a select item (resolved when binding).
+    expression that must match a select item (resolved when binding).
     """
 
-    target: int | str | Aggregate
+    target: int | str | SelectExpr
     descending: bool = False
     nulls_first: bool = False
 
 
 @dataclass(frozen=True)
 class ParsedQuery:
-    """The shape of an accepted query (not yet checked against a schema)."""
+    """The shape of an accepted query (not yet checked against a schema).
+
+    A :class:`GroupColumn` in ``group_by`` may name a select alias; binding resolves it
+    (a dataset column of that name takes precedence, as in DuckDB).
+    """
 
     dataset: str
     items: tuple[SelectItem, ...]
     where: Expr | None
-    group_by: tuple[str, ...]
+    group_by: tuple[GroupExpr, ...]
     order_by: tuple[OrderItem, ...] = ()
     limit: int | None = None
     offset: int | None = None
+    having: ValueExpr | None = None
 
 
 def parse_query(sql: str) -> ParsedQuery:
     """Parse SQL text into a :class:`ParsedQuery`.
 
     >>> parse_query("SELECT sex, AVG(age) FROM patients GROUP BY sex").group_by
-    ('sex',)
+    (GroupColumn(column='sex'),)
 
     Raises:
         QuerySyntaxError: The text is empty or does not parse.
@@ -210,6 +247,8 @@ class _SelectParser:
         where_node = self.stmt.args.get("where")
         where = predicate_from_sqlglot(where_node.this, self.table_names) if where_node else None
         self._check_aggregate_shape(items, group_by)
+        having_node = self.stmt.args.get("having")
+        having = self._condition(having_node.this) if having_node is not None else None
         limit_node = self.stmt.args.get("limit")
         offset_node = self.stmt.args.get("offset")
         return ParsedQuery(
@@ -220,6 +259,7 @@ class _SelectParser:
             order_by=self._order_by(),
             limit=_literal_int(limit_node.expression, "LIMIT") if limit_node else None,
             offset=_literal_int(offset_node.expression, "OFFSET") if offset_node else None,
+            having=having,
         )
 
     def _from(self) -> str:
@@ -256,7 +296,7 @@ class _SelectParser:
             items.append(SelectItem(self._select_expression(inner), alias))
         return tuple(items)
 
-    def _select_expression(self, node: exp.Expression) -> Aggregate | GroupColumn:
+    def _select_expression(self, node: exp.Expression) -> SelectExpr:
         while isinstance(node, exp.Paren):
             node = node.this
         if isinstance(node, exp.Star) or (
@@ -266,20 +306,31 @@ class _SelectParser:
                 "SELECT * would return individual rows; select aggregates such as COUNT(*) "
                 "or AVG(col), optionally with GROUP BY on categorical columns"
             )
-        if isinstance(node, exp.Column):
-            return GroupColumn(self._column(node))
+        group = group_expr_from_sqlglot(node, self.table_names)
+        if group is not None:
+            return group
         aggregate = self._aggregate(node)
         if aggregate is not None:
             return aggregate
         if node.find(exp.Window):
             raise UnsupportedQueryError("window functions (OVER ...) are not supported")
+        if isinstance(node, exp.Neg | exp.Add | exp.Sub | exp.Mul | exp.Div) and (
+            node.find(exp.AggFunc)
+            or any(
+                isinstance(n, exp.Anonymous) and str(n.this).lower() in _ANONYMOUS_AGGREGATES
+                for n in node.walk()
+            )
+        ):
+            value = self._arithmetic(node)
+            if isinstance(value, Negative | Binary):
+                return value
         if node.find(exp.AggFunc) or any(
             isinstance(n, exp.Anonymous) and str(n.this).lower() in _ANONYMOUS_AGGREGATES
             for n in node.walk()
         ):
             raise UnsupportedQueryError(
-                f"expressions over aggregates ({node.sql()!r}) are not supported; select the "
-                "aggregates themselves and combine them after release"
+                f"the expression {node.sql()!r} over aggregates is not supported; combine "
+                "aggregates with + - * / and numeric literals only"
             )
         if node.find(exp.Column):
             raise NonAggregateQueryError(
@@ -288,8 +339,123 @@ class _SelectParser:
             )
         raise UnsupportedQueryError(
             f"select item {node.sql()!r} is not an aggregate; every output column must be "
-            f"a GROUP BY column or one of {_SUPPORTED}"
+            f"a GROUP BY key or one of {_SUPPORTED} (or arithmetic on them)"
         )
+
+    def _arithmetic(self, node: exp.Expression) -> ValueExpr:
+        """Arithmetic over aggregates and numeric literals (a select item)."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        kind = type(node)
+        if kind in _BINARY:
+            return Binary(
+                _BINARY[kind], self._arithmetic(node.this), self._arithmetic(node.expression)
+            )
+        if isinstance(node, exp.Neg):
+            return Negative(self._arithmetic(node.this))
+        if isinstance(node, exp.Literal) and not node.is_string:
+            return self._number(node)
+        aggregate = self._aggregate(node)
+        if aggregate is not None:
+            return aggregate
+        if isinstance(node, exp.Column):
+            raise NonAggregateQueryError(
+                f"column {node.sql()!r} is used outside an aggregate in arithmetic; combine "
+                "aggregates and numeric literals only"
+            )
+        raise UnsupportedQueryError(
+            f"{node.sql()!r} is not supported in arithmetic on aggregates; use aggregates, "
+            "numeric literals, + - * / and parentheses"
+        )
+
+    @staticmethod
+    def _number(node: exp.Literal) -> Number:
+        text = str(node.this)
+        try:
+            finite = Decimal(text).is_finite() and math.isfinite(float(text))
+        except (ArithmeticError, ValueError):
+            finite = False
+        if not finite:
+            raise UnsupportedQueryError(f"numeric literal {text!r} is not a finite number")
+        return Number(text)
+
+    def _operand(self, node: exp.Expression) -> ValueExpr:  # noqa: PLR0911 - per node type
+        """A HAVING operand: arithmetic on aggregates, a group key, an alias or a literal."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        kind = type(node)
+        if kind in _BINARY:
+            return Binary(_BINARY[kind], self._operand(node.this), self._operand(node.expression))
+        if isinstance(node, exp.Neg):
+            return Negative(self._operand(node.this))
+        if isinstance(node, exp.Literal):
+            return Text(str(node.this)) if node.is_string else self._number(node)
+        if isinstance(node, exp.Null):
+            return Null()
+        if isinstance(node, exp.Column):
+            return OutputRef(self._column(node))
+        group = group_expr_from_sqlglot(node, self.table_names)
+        if group is not None:
+            return group
+        aggregate = self._aggregate(node)
+        if aggregate is not None:
+            return aggregate
+        raise UnsupportedQueryError(
+            f"{node.sql()!r} is not supported in HAVING; compare aggregates, GROUP BY keys, "
+            "output aliases and literals"
+        )
+
+    def _condition(self, node: exp.Expression) -> ValueExpr:  # noqa: PLR0911 - per node type
+        """A HAVING predicate."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        kind = type(node)
+        if kind in _COMPARISON:
+            return Compare(
+                _COMPARISON[kind], self._operand(node.this), self._operand(node.expression)
+            )
+        if isinstance(node, exp.And | exp.Or):
+            op = LogicalOp.AND if isinstance(node, exp.And) else LogicalOp.OR
+            return Connective(op, self._condition(node.this), self._condition(node.expression))
+        if isinstance(node, exp.Not):
+            inner = node.this
+            while isinstance(inner, exp.Paren):
+                inner = inner.this
+            if isinstance(inner, exp.Is):
+                return self._is_null(inner, negated=True)
+            if isinstance(inner, exp.In):
+                return self._in(inner, negated=True)
+            if isinstance(inner, exp.Between):
+                return self._between(inner, negated=True)
+            return Negation(self._condition(inner))
+        if isinstance(node, exp.Is):
+            return self._is_null(node, negated=False)
+        if isinstance(node, exp.In):
+            return self._in(node, negated=False)
+        if isinstance(node, exp.Between):
+            return self._between(node, negated=False)
+        raise UnsupportedQueryError(
+            f"HAVING {node.sql()!r} is not supported; use comparisons, AND/OR/NOT, "
+            "IS [NOT] NULL, [NOT] BETWEEN and [NOT] IN on aggregates, GROUP BY keys and aliases"
+        )
+
+    def _is_null(self, node: exp.Is, *, negated: bool) -> ValueExpr:
+        if not isinstance(node.expression, exp.Null):
+            raise UnsupportedQueryError("HAVING supports IS [NOT] NULL only")
+        return NullTest(self._operand(node.this), negated)
+
+    def _in(self, node: exp.In, *, negated: bool) -> ValueExpr:
+        if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+            raise UnsupportedQueryError("IN in HAVING takes a list of literals only")
+        values = tuple(self._operand(v) for v in node.expressions)
+        return InSet(self._operand(node.this), values, negated)
+
+    def _between(self, node: exp.Between, *, negated: bool) -> ValueExpr:
+        low = node.args.get("low")
+        high = node.args.get("high")
+        if low is None or high is None:
+            raise UnsupportedQueryError("BETWEEN needs a lower and an upper bound")
+        return Range(self._operand(node.this), self._operand(low), self._operand(high), negated)
 
     def _aggregate(self, node: exp.Expression) -> Aggregate | None:
         if isinstance(node, exp.Window):
@@ -301,12 +467,14 @@ class _SelectParser:
         func: AggregateFunction | None = _AGGREGATES.get(type(node))
         args: list[exp.Expression]
         if func is not None:
-            extra = [k for k, v in node.args.items() if v and k not in ("this", "big_int")]
+            allowed = ("this", "big_int", "expression") if func.bivariate else ("this", "big_int")
+            extra = [k for k, v in node.args.items() if v and k not in allowed]
             if extra:
                 raise UnsupportedQueryError(
-                    f"{func.value.upper()} takes exactly one column argument; found {node.sql()!r}"
+                    f"{func.value.upper()} takes exactly {2 if func.bivariate else 1} column "
+                    f"argument(s); found {node.sql()!r}"
                 )
-            args = [node.this] if node.this is not None else []
+            args = [a for a in (node.this, node.args.get("expression")) if a is not None]
         elif isinstance(node, exp.Anonymous):
             name = str(node.this).lower()
             func = _ANONYMOUS_AGGREGATES.get(name)
@@ -332,29 +500,37 @@ class _SelectParser:
 
     def _aggregate_argument(self, func: AggregateFunction, args: list[exp.Expression]) -> Aggregate:
         name = func.value.upper()
-        if len(args) != 1:
-            raise UnsupportedQueryError(f"{name} takes exactly one argument, found {len(args)}")
-        arg = args[0]
-        if isinstance(arg, exp.Distinct):
+        arity = 2 if func.bivariate else 1
+        if len(args) != arity:
             raise UnsupportedQueryError(
-                f"{name}(DISTINCT ...) is not supported: distinct values cannot be summed "
-                "across nodes"
+                f"{name} takes exactly {arity} argument{'s' if arity > 1 else ''}, "
+                f"found {len(args)}"
             )
-        if func is AggregateFunction.COUNT:
+        columns = []
+        for arg in args:
+            if isinstance(arg, exp.Distinct):
+                raise UnsupportedQueryError(
+                    f"{name}(DISTINCT ...) is not supported: distinct values cannot be summed "
+                    "across nodes"
+                )
+            if func is AggregateFunction.COUNT:
+                if isinstance(arg, exp.Star):
+                    return Aggregate(func, None)
+                if isinstance(arg, exp.Literal) and not arg.is_string:
+                    return Aggregate(func, None)  # COUNT(1) counts rows like COUNT(*)
             if isinstance(arg, exp.Star):
-                return Aggregate(func, None)
-            if isinstance(arg, exp.Literal) and not arg.is_string:
-                return Aggregate(func, None)  # COUNT(1) counts rows like COUNT(*)
-        if isinstance(arg, exp.Star):
-            raise UnsupportedQueryError(f"{name}(*) is not valid; write {name}(column)")
-        if not isinstance(arg, exp.Column):
-            raise UnsupportedQueryError(
-                f"the argument of {name} must be a plain column name, found {arg.sql()!r}; "
-                "filter rows with WHERE instead of computing an expression"
-            )
-        return Aggregate(func, self._column(arg))
+                raise UnsupportedQueryError(f"{name}(*) is not valid; write {name}(column)")
+            if not isinstance(arg, exp.Column):
+                raise UnsupportedQueryError(
+                    f"the arguments of {name} must be plain column names, found {arg.sql()!r}; "
+                    "filter rows with WHERE instead of computing an expression"
+                )
+            columns.append(self._column(arg))
+        if func.bivariate:
+            return Aggregate(func, columns[0], columns[1])
+        return Aggregate(func, columns[0])
 
-    def _group_by(self, items: tuple[SelectItem, ...]) -> tuple[str, ...]:
+    def _group_by(self, items: tuple[SelectItem, ...]) -> tuple[GroupExpr, ...]:
         group = self.stmt.args.get("group")
         if group is None:
             return ()
@@ -363,40 +539,54 @@ class _SelectParser:
             raise UnsupportedQueryError(
                 "GROUP BY supports plain column names only (no ROLLUP, CUBE, GROUPING SETS or ALL)"
             )
-        names: list[str] = []
+        keys: list[GroupExpr] = []
         for node in group.expressions:
-            if isinstance(node, exp.Column):
-                name = self._column(node)
-            elif isinstance(node, exp.Literal) and not node.is_string:
+            key: GroupExpr | None
+            if isinstance(node, exp.Literal) and not node.is_string:
                 pos = _literal_int(node, "a GROUP BY position")
                 if not 1 <= pos <= len(items):
                     raise UnsupportedQueryError(
                         f"GROUP BY {pos} is out of range: the select list has {len(items)} items"
                     )
                 target = items[pos - 1].expression
-                if not isinstance(target, GroupColumn):
+                if not isinstance(target, GroupColumn | FloorBucket | WidthBucket | CaseBucket):
                     raise UnsupportedQueryError(f"GROUP BY {pos} refers to an aggregate")
-                name = target.column
+                key = target
             else:
+                key = group_expr_from_sqlglot(node, self.table_names)
+            if key is None:
                 raise UnsupportedQueryError(
-                    f"GROUP BY {node.sql()!r} is not supported; group by categorical column names"
+                    f"GROUP BY {node.sql()!r} is not supported; group by categorical columns or "
+                    "bucket expressions (FLOOR(col / w), WIDTH_BUCKET(col, lo, hi, n), "
+                    "CASE WHEN ... THEN 'label' ... END)"
                 )
-            if name.lower() in (n.lower() for n in names):
-                raise UnsupportedQueryError(f"GROUP BY names column {name!r} twice")
-            names.append(name)
-        return tuple(names)
+            if key in keys or (
+                isinstance(key, GroupColumn)
+                and any(
+                    isinstance(k, GroupColumn) and k.column.lower() == key.column.lower()
+                    for k in keys
+                )
+            ):
+                raise UnsupportedQueryError(f"GROUP BY names {node.sql()!r} twice")
+            keys.append(key)
+        return tuple(keys)
 
     @staticmethod
-    def _check_aggregate_shape(items: tuple[SelectItem, ...], group_by: tuple[str, ...]) -> None:
-        grouped = {g.lower() for g in group_by}
+    def _check_aggregate_shape(
+        items: tuple[SelectItem, ...], group_by: tuple[GroupExpr, ...]
+    ) -> None:
+        grouped = {g.column.lower() for g in group_by if isinstance(g, GroupColumn)}
         for item in items:
             expr = item.expression
-            if isinstance(expr, GroupColumn) and expr.column.lower() not in grouped:
-                raise NonAggregateQueryError(
-                    f"column {expr.column!r} is neither aggregated nor in GROUP BY, so the "
-                    f"query would return individual rows; aggregate it ({_SUPPORTED}) or add "
-                    "it to GROUP BY if it is categorical"
-                )
+            if not isinstance(expr, GroupColumn) or expr.column.lower() in grouped:
+                continue
+            if item.alias is not None and item.alias.lower() in grouped:
+                continue  # GROUP BY <alias>: checked when binding
+            raise NonAggregateQueryError(
+                f"column {expr.column!r} is neither aggregated nor in GROUP BY, so the "
+                f"query would return individual rows; aggregate it ({_SUPPORTED}) or add "
+                "it to GROUP BY if it is categorical"
+            )
 
     def _order_by(self) -> tuple[OrderItem, ...]:
         order = self.stmt.args.get("order")
@@ -405,19 +595,19 @@ class _SelectParser:
         out = []
         for ordered in order.expressions:
             node = ordered.this
-            target: int | str | Aggregate
+            target: int | str | SelectExpr
             if isinstance(node, exp.Literal) and not node.is_string:
                 target = _literal_int(node, "an ORDER BY position") - 1
             elif isinstance(node, exp.Column):
                 target = self._column(node)
             else:
-                agg = self._aggregate(node)
-                if agg is None:
+                try:
+                    target = self._select_expression(node)
+                except NonAggregateQueryError:
                     raise UnsupportedQueryError(
                         f"ORDER BY {node.sql()!r} is not supported; order by an output column "
                         "(its name, alias or position)"
-                    )
-                target = agg
+                    ) from None
             out.append(
                 OrderItem(
                     target,

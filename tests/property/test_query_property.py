@@ -10,6 +10,7 @@ data.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,14 @@ from federation.query import bind_query, compute_local, finalize, parse_query
 from federation.query.formulation import Tier
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.table import ResultTable
-from tests.reference import close, exact_mean, exact_sum, exact_var
+from tests.reference import (
+    close,
+    exact_bivariate,
+    exact_mean,
+    exact_sum,
+    exact_var,
+    signed_sqrt,
+)
 
 SCHEMA = DatasetSchema(
     "d",
@@ -147,7 +155,11 @@ def federated(sql: str, parts: list[list[Row]]) -> ResultTable:
 def pooled_groups(
     parts: list[list[Row]], group: tuple[str, ...], where: Where
 ) -> list[tuple[tuple[Any, ...], list[Row]]]:
-    """Rows per group of the pooled, filtered data, in domain order with NULL last."""
+    """Rows per group of the pooled, filtered data, in domain order with NULL last.
+
+    Every combination of domain values is a group (zero cells included); combinations
+    with a NULL only when they have rows.
+    """
     pooled = [r for part in parts for r in part if where.keep(r)]
     if not group:
         return [((), pooled)]
@@ -156,8 +168,10 @@ def pooled_groups(
         domain = SCHEMA.column(col).domain
         return domain.index(value) if value is not None else len(domain)
 
+    present = {tuple(r[c] for c in group) for r in pooled}
+    present |= set(itertools.product(*(SCHEMA.column(c).domain for c in group)))
     keys = sorted(
-        {tuple(r[c] for c in group) for r in pooled},
+        present,
         key=lambda k: [rank(c, v) for c, v in zip(group, k, strict=True)],
     )
     return [(k, [r for r in pooled if tuple(r[c] for c in group) == k]) for k in keys]
@@ -253,6 +267,7 @@ def test_federated_matches_pandas_on_ordinary_data(parts: list[list[dict[str, An
         }
     )
     got = table.to_pandas()
+    got = got[got["count(*)"] > 0].reset_index(drop=True)  # pandas omits the zero cells
     assert len(got) == len(ref)
     assert got["g"].tolist() == [None if pd.isna(k) else k for k in ref.index]
     assert got["count(*)"].tolist() == ref["n"].tolist()
@@ -325,3 +340,264 @@ def test_every_formulation_gives_the_same_vector(part: list[Row], query: Any) ->
         assert np.array_equal(fast, ref), sql
     else:
         assert fast is ref, sql
+
+
+# ---------------------------------------------------------------- bivariate statistics,
+# arithmetic on aggregates, HAVING and bucket GROUP BY keys. The data are exact in the
+# fixed point (multiples of 2**-40, integers), so every rational result must equal the
+# pooled exact value correctly rounded, and CORR its correctly rounded square root.
+
+BIVARIATE = ["CORR", "COVAR_SAMP", "COVAR_POP", "REGR_SLOPE", "REGR_INTERCEPT", "REGR_R2"]
+PAIRS = [("y", "x"), ("x", "y"), ("i", "j"), ("j", "x"), ("x", "x")]
+
+
+def _exact_fixed(k: int, scale: int) -> float:
+    return k / 2**scale
+
+
+def _stat_row(mode: str) -> st.SearchStrategy[Row]:
+    k = st.integers(-40 * 1024, 40 * 1024)
+    if mode == "random":
+        x = st.integers(-(2**30), 2**30).map(lambda v: _exact_fixed(v, 10))
+        y = st.integers(-50 * 1024, 50 * 1024).map(lambda v: _exact_fixed(v, 10))
+        i = big_ints
+        j = st.integers(-1000, 1000)
+    elif mode == "offset":  # large offsets, tiny spread: no cancellation allowed
+        x = st.integers(0, 100).map(lambda v: 1e7 + _exact_fixed(v, 10))
+        y = st.integers(-5, 5).map(lambda v: 49.0 + _exact_fixed(v, 30))
+        i = st.integers(0, 10).map(lambda v: 10**15 + v)
+        j = st.integers(995, 1000)
+    elif mode == "constant":  # zero variances
+        x, y, i, j = st.just(3.5), st.just(-2.0), st.just(7), st.just(-1000)
+    else:  # nearly collinear
+        return st.fixed_dictionaries(
+            {
+                "g": nullable(st.sampled_from(["a", "b", "c"])),
+                "h": nullable(st.sampled_from(["x", "y"])),
+                "k": k,
+                "d": st.sampled_from([-1, 0, 0, 1]),
+                "nx": st.booleans(),
+            }
+        ).map(
+            lambda r: {
+                "g": r["g"],
+                "h": r["h"],
+                "x": None if r["nx"] else _exact_fixed(r["k"], 10),
+                "y": _exact_fixed(r["k"], 10) + r["d"] * 2.0**-40,
+                "i": 3 * r["k"] + r["d"],
+                "j": r["k"] // 64,
+                "s": None,
+            }
+        )
+    return st.fixed_dictionaries(
+        {
+            "g": nullable(st.sampled_from(["a", "b", "c"])),
+            "h": nullable(st.sampled_from(["x", "y"])),
+            "i": nullable(i),
+            "j": nullable(j),
+            "x": nullable(x),
+            "y": nullable(y),
+            "s": st.none(),
+        }
+    )
+
+
+stat_partitions = st.sampled_from(["random", "offset", "constant", "collinear"]).flatmap(
+    lambda mode: st.lists(st.lists(_stat_row(mode), max_size=8), min_size=1, max_size=5)
+)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    sql: str
+    labels: tuple[Any, ...]
+    label_of: Callable[[Row], Any]
+    sparse: frozenset[Any] = frozenset()
+
+
+def _width_bucket(y: float | None) -> int | None:
+    if y is None:
+        return None
+    if y < -10:
+        return 0
+    if y >= 10:
+        return 5
+    return min(math.floor(4 * ((y + 10) / 20)), 3) + 1
+
+
+GROUP_SPECS = [
+    GroupSpec("g", ("a", "b", "c"), lambda r: r["g"]),
+    GroupSpec("h", ("x", "y"), lambda r: r["h"]),
+    GroupSpec(
+        "FLOOR(j / 100)",
+        tuple(float(v) for v in range(-10, 11)),
+        lambda r: None if r["j"] is None else float(math.floor(r["j"] / 100)),
+    ),
+    GroupSpec(
+        "WIDTH_BUCKET(y, -10, 10, 4)",
+        (0, 1, 2, 3, 4, 5),
+        lambda r: _width_bucket(r["y"]),
+        frozenset({0, 5}),
+    ),
+    GroupSpec(
+        "CASE WHEN y < 0 THEN 'neg' WHEN y < 10 THEN 'small' ELSE 'big' END",
+        ("neg", "small", "big"),
+        lambda r: (
+            "neg"
+            if r["y"] is not None and r["y"] < 0
+            else "small"
+            if r["y"] is not None and r["y"] < 10
+            else "big"
+        ),
+    ),
+]
+
+
+def _sum(rows: list[Row], col: str) -> Fraction | None:
+    return exact_sum([r[col] for r in rows])
+
+
+def _minus(a: Fraction | None, b: Fraction | None) -> Fraction | None:
+    return None if a is None or b is None else a - b
+
+
+COMPUTED: list[tuple[str, Callable[[list[Row]], Fraction | None]]] = [
+    ("SUM(j) - SUM(i)", lambda rs: _minus(_sum(rs, "j"), _sum(rs, "i"))),
+    (
+        "SUM(x) / COUNT(*)",
+        lambda rs: None if not rs or _sum(rs, "x") is None else _sum(rs, "x") / len(rs),  # type: ignore[operator]
+    ),
+    (
+        "AVG(y) * 2 + 1",
+        lambda rs: (
+            None
+            if exact_mean([r["y"] for r in rs]) is None
+            else exact_mean([r["y"] for r in rs]) * 2 + 1
+        ),  # type: ignore[operator]
+    ),
+    (
+        "-(COVAR_POP(y, x) - 0.5)",
+        lambda rs: (
+            None
+            if exact_bivariate("COVAR_POP", [r["y"] for r in rs], [r["x"] for r in rs]) is None
+            else Fraction(1, 2)
+            - exact_bivariate("COVAR_POP", [r["y"] for r in rs], [r["x"] for r in rs])
+        ),  # type: ignore[operator]
+    ),
+]
+
+
+@st.composite
+def stat_queries(draw: st.DrawFn) -> tuple[str, list[GroupSpec], list[Any], bool]:
+    groups = draw(st.lists(st.sampled_from(GROUP_SPECS), max_size=2, unique=True))
+    stats = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(st.sampled_from(BIVARIATE), st.sampled_from(PAIRS)),
+                st.sampled_from(COMPUTED),
+            ),
+            min_size=1,
+            max_size=4,
+            unique_by=lambda s: repr(s[0]) + repr(s[1]) if isinstance(s[1], tuple) else s[0],
+        )
+    )
+    having = draw(st.booleans())
+    items = [g.sql for g in groups] + ["COUNT(*)"]
+    for stat in stats:
+        items.append(
+            f"{stat[0]}({stat[1][0]}, {stat[1][1]})" if isinstance(stat[1], tuple) else stat[0]
+        )
+    sql = f"SELECT {', '.join(items)} FROM d"
+    if groups:
+        sql += " GROUP BY " + ", ".join(g.sql for g in groups)
+    if having:
+        sql += " HAVING COUNT(*) >= 2"
+    return sql, groups, stats, having
+
+
+def expected_cells(
+    parts: list[list[Row]], groups: list[GroupSpec]
+) -> list[tuple[tuple[Any, ...], list[Row]]]:
+    pooled = [r for part in parts for r in part]
+    if not groups:
+        return [((), pooled)]
+    present = {tuple(g.label_of(r) for g in groups) for r in pooled}
+    dense = set(itertools.product(*([v for v in g.labels if v not in g.sparse] for g in groups)))
+
+    def rank(key: tuple[Any, ...]) -> list[int]:
+        return [
+            g.labels.index(v) if v is not None else len(g.labels)
+            for g, v in zip(groups, key, strict=True)
+        ]
+
+    keys = sorted(present | dense, key=rank)
+    return [(k, [r for r in pooled if tuple(g.label_of(r) for g in groups) == k]) for k in keys]
+
+
+def check_stat(stat: Any, got: Any, members: list[Row]) -> None:
+    name, spec = stat
+    if not isinstance(spec, tuple):
+        expected = spec(members)
+        assert (got is None) == (expected is None), (name, got, expected)
+        if expected is not None:
+            assert got == (int(expected) if name.startswith("SUM(j)") else float(expected)), (
+                name,
+                got,
+                expected,
+            )
+        return
+    ycol, xcol = spec
+    value = exact_bivariate(name, [r[ycol] for r in members], [r[xcol] for r in members])
+    if value is None:
+        assert got is None, (name, spec, got)
+    elif name == "CORR":
+        assert got == signed_sqrt(value), (name, spec, got, value)
+    else:
+        assert got == float(value), (name, spec, got, value)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(parts=stat_partitions, query=stat_queries())
+def test_statistics_equal_the_pooled_exact_answer(parts: list[list[Row]], query: Any) -> None:
+    sql, groups, stats, having = query
+    table = federated(sql, parts)
+    expected = expected_cells(parts, groups)
+    if having:
+        expected = [(k, m) for k, m in expected if len(m) >= 2]
+    assert [row[: len(groups)] for row in table.rows] == [k for k, _ in expected], sql
+    for row, (_, members) in zip(table.rows, expected, strict=True):
+        assert row[len(groups)] == len(members)
+        for stat, got in zip(stats, row[len(groups) + 1 :], strict=True):
+            check_stat(stat, got, members)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(part=st.lists(st.one_of(rows, edge_rows), max_size=20), query=stat_queries())
+def test_every_formulation_gives_the_same_pair_vector(part: list[Row], query: Any) -> None:
+    """Pair statistics (masked columns, cross products) agree across tiers too."""
+    bound = bind_query(parse_query(query[0]), SCHEMA)
+    con = duckdb.connect()
+    table = pa.table(
+        {c.name: pa.array([r[c.name] for r in part], ARROW[c.type]) for c in SCHEMA.columns}
+    )
+    con.register("node", table)
+    outcomes = []
+    for tiers in (None, (Tier.REFERENCE,) * len(bound.aggregations)):
+        try:
+            outcomes.append(compute_local(bound, con, "node", tiers=tiers))
+        except FederationError as exc:
+            outcomes.append(type(exc))
+    fast, ref = outcomes
+    if isinstance(ref, np.ndarray):
+        assert isinstance(fast, np.ndarray), (query[0], fast)
+        assert np.array_equal(fast, ref), query[0]
+    else:
+        assert fast is ref, query[0]

@@ -78,8 +78,8 @@ def test_group_slots_cover_domain_and_null(schema: DatasetSchema) -> None:
     assert labels[-1] == (None, None)
     for s, lab in enumerate(labels):
         pos = tuple(
-            c.domain.index(v) if v is not None else len(c.domain)
-            for c, v in zip(b.group_columns, lab, strict=True)
+            k.labels.index(v) if v is not None else len(k.labels)
+            for k, v in zip(b.group_keys, lab, strict=True)
         )
         assert b.layout.slot_index(pos) == s
 

@@ -36,9 +36,10 @@ def test_null_semantics(schema: DatasetSchema, federated: Federated) -> None:
         schema,
         parts,
     )
-    # M has no rows: absent. NULL group has one row. F: ages 10, NULL, NULL.
+    # M has no rows: a zero cell. NULL group has one row. F: ages 10, NULL, NULL.
     assert t.rows == (
         ("F", 3, 1, 1, 10, 10.0, None, 0.0, 0.0),
+        ("M", 0, 0, 0, None, None, None, None, None),
         (None, 1, 1, 0, 20, 20.0, None, 0.0, 0.0),
     )
 
@@ -62,8 +63,14 @@ def test_where_filtering_everything(schema: DatasetSchema, federated: Federated)
     grouped = federated(
         "SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex", schema, parts
     )
-    assert grouped.rows == ()
+    assert grouped.rows == (("F", 0), ("M", 0))  # zero cells; no NULL group
     assert grouped.columns == ("sex", "count(*)")
+    having = federated(
+        "SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex HAVING COUNT(*) > 0",
+        schema,
+        parts,
+    )
+    assert having.rows == ()
 
 
 def test_no_nodes_rows_at_all(schema: DatasetSchema, federated: Federated) -> None:
@@ -84,7 +91,7 @@ def test_integer_sum_is_exact_beyond_2_53(schema: DatasetSchema, federated: Fede
 def test_group_order_is_domain_order_null_last(schema: DatasetSchema, federated: Federated) -> None:
     parts = [{"site": [None, "east", "north"]}, {"site": ["east", None]}]
     t = federated("SELECT site, COUNT(*) AS n FROM patients GROUP BY site", schema, parts)
-    assert t.rows == (("north", 1), ("east", 2), (None, 2))
+    assert t.rows == (("north", 1), ("south", 0), ("east", 2), (None, 2))
 
 
 def test_order_by_limit_offset_on_output(schema: DatasetSchema, federated: Federated) -> None:
@@ -125,7 +132,16 @@ def test_two_group_columns(schema: DatasetSchema, federated: Federated) -> None:
         {"sex": ["F"], "site": ["east"], "age": [5]},
     ]
     t = federated("SELECT sex, site, SUM(age) FROM patients GROUP BY sex, site", schema, parts)
-    assert t.rows == (("F", "east", 7), ("F", None, 3), ("M", "east", 1), (None, "north", 4))
+    assert t.rows == (
+        ("F", "north", None),
+        ("F", "south", None),
+        ("F", "east", 7),
+        ("F", None, 3),
+        ("M", "north", None),
+        ("M", "south", None),
+        ("M", "east", 1),
+        (None, "north", 4),
+    )
 
 
 def test_where_predicates(schema: DatasetSchema, federated: Federated) -> None:
@@ -183,7 +199,7 @@ def test_vectors_are_aligned_whatever_groups_a_node_has(schema: DatasetSchema) -
     sql = "SELECT site, COUNT(*) FROM patients GROUP BY site"
     table, vectors = run_federated(sql, schema, [{"site": ["east"]}, {"site": ["north"]}, {}])
     assert {v.shape for v in vectors} == {(4,)}  # 4 slots x one ROWS digit
-    assert table.rows == (("north", 1), ("east", 1))
+    assert table.rows == (("north", 1), ("south", 0), ("east", 1))
 
 
 def test_categorical_enum_relation(schema: DatasetSchema) -> None:
@@ -327,4 +343,5 @@ def test_finalize_rejects_bad_totals(schema: DatasetSchema) -> None:
 
 def test_zero_vector_finalizes_to_empty_result(schema: DatasetSchema) -> None:
     bound = bind_query(parse_query("SELECT sex, AVG(age) FROM patients GROUP BY sex"), schema)
-    assert finalize(bound, np.zeros(bound.vector_length, dtype=np.uint64)).rows == ()
+    zero = np.zeros(bound.vector_length, dtype=np.uint64)
+    assert finalize(bound, zero).rows == (("F", None), ("M", None))
