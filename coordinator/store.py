@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from federation.errors import UnknownJobError
 from federation.messages import ErrorInfo, JobRecord, JobStatus, Protocol
 from federation.schema import DatasetSchema
-from federation.table import ColumnKind, ResultTable
+from federation.table import ColumnKind, ResultTable, paused_gc
 
 __all__ = ["NodeRow", "Store"]
 
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     result_json TEXT,
-    result_digest TEXT
+    result_digest TEXT,
+    result_blob BLOB
 );
 CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 """
@@ -70,17 +72,35 @@ class NodeRow:
     datasets: tuple[DatasetSchema, ...]
 
 
-def _table_to_json(table: ResultTable) -> str:
-    return json.dumps(
-        {
-            "columns": list(table.columns),
-            "kinds": [k.value for k in table.kinds],
-            "rows": [list(r) for r in table.rows],
-        }
+def _table_to_blob(table: ResultTable) -> bytes:
+    """A result as zlib-compressed columnar JSON, encoded one column at a time (so
+    the memory taken beyond the table is bounded by one column's text)."""
+    packer = zlib.compressobj(1)
+    head = json.dumps({"columns": list(table.columns), "kinds": [k.value for k in table.kinds]})
+    parts = [packer.compress(f'{{"format":2,"table":{head},"values":['.encode())]
+    for i, values in enumerate(table.column_values()):
+        text = json.dumps(list(values))
+        parts.append(packer.compress(f"{',' if i else ''}{text}".encode()))
+    parts.append(packer.compress(b"]}"))
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+def _table_from_blob(blob: bytes) -> ResultTable:
+    with paused_gc():
+        data = json.loads(zlib.decompress(blob))
+    head = data["table"]
+    names = tuple(head["columns"])
+    values = data["values"]
+    return ResultTable.from_columns(
+        names,
+        tuple(ColumnKind(k) for k in head["kinds"]),
+        values,
     )
 
 
 def _table_from_json(text: str) -> ResultTable:
+    """A result recorded by an earlier version (row-wise JSON)."""
     data = json.loads(text)
     return ResultTable(
         columns=tuple(data["columns"]),
@@ -103,6 +123,9 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if "result_blob" not in columns:  # a database created before columnar results
+                self._db.execute("ALTER TABLE jobs ADD COLUMN result_blob BLOB")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_version', ?)",
                 (STORE_VERSION,),
@@ -190,8 +213,8 @@ class Store:
         """Record a released result."""
         self._write(
             "UPDATE jobs SET status = ?, finished_at = ?, contributing_nodes = ?, "
-            "result_json = ? WHERE job_id = ?",
-            (JobStatus.SUCCEEDED.value, finished_at, contributing, _table_to_json(table), job_id),
+            "result_blob = ? WHERE job_id = ?",
+            (JobStatus.SUCCEEDED.value, finished_at, contributing, _table_to_blob(table), job_id),
         )
 
     def record_job_released_encrypted(
@@ -233,7 +256,8 @@ class Store:
         with self._lock:
             row = self._db.execute(
                 "SELECT job_id, sql, protocol, dataset, status, submitted_at, finished_at, "
-                "selected_nodes, contributing_nodes, error_code, error_message, result_json "
+                "selected_nodes, contributing_nodes, error_code, error_message, result_json, "
+                "result_blob "
                 "FROM jobs WHERE job_id = ?",
                 (job_id,),
             ).fetchone()
@@ -246,7 +270,8 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT job_id, sql, protocol, dataset, status, submitted_at, finished_at, "
-                "selected_nodes, contributing_nodes, error_code, error_message, result_json "
+                "selected_nodes, contributing_nodes, error_code, error_message, result_json, "
+                "result_blob "
                 "FROM jobs ORDER BY submitted_at DESC LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -255,7 +280,12 @@ class Store:
     @staticmethod
     def _record(row: tuple[Any, ...]) -> JobRecord:
         (job_id, sql, protocol, dataset, status, submitted, finished, selected, contributing,
-         error_code, error_message, result_json) = row  # fmt: skip
+         error_code, error_message, result_json, result_blob) = row  # fmt: skip
+        result = None
+        if result_blob is not None:
+            result = _table_from_blob(result_blob)
+        elif result_json:
+            result = _table_from_json(result_json)
         return JobRecord(
             job_id=job_id,
             sql=sql,
@@ -267,5 +297,5 @@ class Store:
             selected_nodes=selected,
             contributing_nodes=contributing,
             error=ErrorInfo(error_code, error_message or "") if error_code else None,
-            result=_table_from_json(result_json) if result_json else None,
+            result=result,
         )

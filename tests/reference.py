@@ -101,3 +101,80 @@ def signed_sqrt(value: Fraction) -> float:
     ctx = Context(prec=60)
     root = ctx.sqrt(ctx.divide(abs(value.numerator), value.denominator))
     return float(root) if value >= 0 else -float(root)
+
+
+def exact_ols(
+    rows: Iterable[Iterable[object]], ys: Iterable[object]
+) -> tuple[list[Fraction], Fraction, list[Fraction]]:
+    """Exact least squares on pooled rows (the design matrix, one list per row).
+
+    Returns ``(coefficients, RSS, diagonal of (X'X)^-1)``, solving the normal
+    equations by Gauss-Jordan elimination in rationals (independent of the library's
+    fraction-free solver). Raises ZeroDivisionError on a singular design.
+    """
+    xs = [[Fraction(v) for v in row] for row in rows]  # type: ignore[arg-type]
+    yv = [Fraction(v) for v in ys]  # type: ignore[arg-type]
+    q = len(xs[0])
+    xtx = [[sum((r[a] * r[b] for r in xs), Fraction(0)) for b in range(q)] for a in range(q)]
+    xty = [sum((r[a] * y for r, y in zip(xs, yv, strict=True)), Fraction(0)) for a in range(q)]
+    aug = [[*xtx[a], xty[a], *(Fraction(int(a == b)) for b in range(q))] for a in range(q)]
+    for col in range(q):
+        pivot = next(r for r in range(col, q) if aug[r][col] != 0)
+        aug[col], aug[pivot] = aug[pivot], aug[col]
+        lead = aug[col][col]
+        aug[col] = [v / lead for v in aug[col]]
+        for r in range(q):
+            if r != col and aug[r][col] != 0:
+                factor = aug[r][col]
+                aug[r] = [v - factor * p for v, p in zip(aug[r], aug[col], strict=True)]
+    beta = [aug[a][q] for a in range(q)]
+    fitted = [sum((b * v for b, v in zip(beta, r, strict=True)), Fraction(0)) for r in xs]
+    rss = sum(((y - f) ** 2 for y, f in zip(yv, fitted, strict=True)), Fraction(0))
+    return beta, rss, [aug[a][q + 1 + a] for a in range(q)]
+
+
+def significant_digits(actual: float, expected: Fraction) -> float:
+    """How many significant decimal digits ``actual`` shares with ``expected``."""
+    if expected == 0:
+        return math.inf if actual == 0 else 0.0
+    err = abs(Fraction(actual) - expected) / abs(expected)
+    return math.inf if err == 0 else -math.log10(float(err))
+
+
+def logistic_mle(rows: list[list[float]], ys: list[int], *, digits: int = 50) -> list[Fraction]:
+    """The pooled logistic maximum-likelihood fit by Newton's method in ``digits``-digit
+    decimal arithmetic (every input double read exactly), iterated to a 1e-35 step."""
+    from decimal import Context, Decimal
+
+    ctx = Context(prec=digits)
+    xs = [[Decimal(v) for v in row] for row in rows]
+    q = len(xs[0])
+    beta = [Decimal(0)] * q
+    for _ in range(100):
+        grad = [Decimal(0)] * q
+        hess = [[Decimal(0)] * q for _ in range(q)]
+        for row, y in zip(xs, ys, strict=True):
+            eta = sum((ctx.multiply(b, v) for b, v in zip(beta, row, strict=True)), Decimal(0))
+            p = ctx.divide(1, ctx.add(1, ctx.exp(ctx.minus(eta))))
+            w = ctx.multiply(p, ctx.subtract(1, p))
+            for a in range(q):
+                grad[a] = ctx.add(grad[a], ctx.multiply(row[a], ctx.subtract(y, p)))
+                for b in range(q):
+                    hess[a][b] = ctx.add(hess[a][b], ctx.multiply(w, ctx.multiply(row[a], row[b])))
+        # Gaussian elimination on [H | g] in decimal arithmetic
+        aug = [[*hess[a], grad[a]] for a in range(q)]
+        for col in range(q):
+            pivot = max(range(col, q), key=lambda r: abs(aug[r][col]))
+            aug[col], aug[pivot] = aug[pivot], aug[col]
+            for r in range(q):
+                if r != col:
+                    f = ctx.divide(aug[r][col], aug[col][col])
+                    aug[r] = [
+                        ctx.subtract(v, ctx.multiply(f, p_))
+                        for v, p_ in zip(aug[r], aug[col], strict=True)
+                    ]
+        step = [ctx.divide(aug[a][q], aug[a][a]) for a in range(q)]
+        beta = [ctx.add(b, s) for b, s in zip(beta, step, strict=True)]
+        if max(abs(s) for s in step) < Decimal("1e-35"):
+            break
+    return [Fraction(b) for b in beta]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
-from federation.encoding import ENCODING_VERSION, fixed_point_format
+from federation.encoding import DOUBLE_FRACTION_BITS, ENCODING_VERSION, fixed_point_format
 from federation.errors import (
     NonAggregateQueryError,
     QueryTypeError,
@@ -32,6 +32,7 @@ from federation.query.groups import (
 )
 from federation.query.layout import (
     ColumnAggregation,
+    FieldKind,
     ProductAggregation,
     VectorLayout,
     build_layout,
@@ -51,6 +52,12 @@ from federation.query.outputs import (
     Number,
     OutputRef,
     Range,
+    RowBinary,
+    RowColumn,
+    RowExp,
+    RowExpr,
+    RowNegative,
+    RowNumber,
     Text,
     ValueExpr,
     aggregates_of,
@@ -58,10 +65,10 @@ from federation.query.outputs import (
 )
 from federation.query.parse import OrderItem, ParsedQuery, SelectExpr
 from federation.query.where import bind_predicate, to_sqlglot
-from federation.schema import DatasetSchema
+from federation.schema import Column, ColumnType, DatasetSchema
 from federation.table import ColumnKind
 
-__all__ = ["BoundOrder", "BoundQuery", "OutputColumn", "bind_query"]
+__all__ = ["BoundOrder", "BoundQuery", "OutputColumn", "bind_query", "product_fields"]
 
 _NEEDS_SUM = frozenset(AggregateFunction) - {AggregateFunction.COUNT}
 _NEEDS_SQUARES = frozenset(
@@ -218,19 +225,44 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
     )
 
 
-def _integral(expr: ValueExpr, kinds: dict[Aggregate, ColumnKind]) -> bool:
-    """True when arithmetic ``expr`` yields an exact integer (DuckDB: an integer type)."""
+_NEVER = 1 << 30  # "scale" of the literal 0: a product with it is an integer
+
+
+def _integral(expr: ValueExpr, scales: dict[Aggregate, int | None]) -> bool:
+    """True when arithmetic ``expr`` yields an exact integer for every possible input.
+
+    That is the case of DuckDB's integer types (counts, integer SUMs and integer
+    literals combined with ``+ - *``) and also of a SUM over double columns multiplied
+    by an integer literal that is a multiple of ``2**F`` (``F`` its fraction bits: 52
+    per double factor, :mod:`federation.encoding`): ``4503599627370496 * SUM(x)`` is the
+    exact integer ``Σ round(x·2**52)``. Such outputs are released as exact integers, so
+    an analyst (the model SDK) can read the exact sums of double columns.
+    """
+    scale = _scale(expr, scales)
+    return scale is not None and scale <= 0
+
+
+def _scale(expr: ValueExpr, scales: dict[Aggregate, int | None]) -> int | None:  # noqa: PLR0911 - per node type
+    """``k`` such that ``expr·2**k`` is always an integer (``None``: no such ``k``)."""
     match expr:
         case Aggregate():
-            return kinds[expr] is ColumnKind.INTEGER
+            return scales[expr]
         case Number(text):
-            return text.isdigit()
+            if not text.isdigit():
+                return None
+            value = int(text)
+            return -_NEVER if value == 0 else -((value & -value).bit_length() - 1)
         case Negative(x):
-            return _integral(x, kinds)
+            return _scale(x, scales)
         case Binary(op, a, b):
-            return op is not BinaryOp.DIV and _integral(a, kinds) and _integral(b, kinds)
+            left, right = _scale(a, scales), _scale(b, scales)
+            if op is BinaryOp.DIV or left is None or right is None:
+                return None
+            if op is BinaryOp.MUL:
+                return max(left + right, -_NEVER)
+            return max(left, right)
         case _:
-            return False
+            return None
 
 
 class _Binder:
@@ -240,6 +272,7 @@ class _Binder:
         self.schema = schema
         self.parsed = parsed
         self.kinds: dict[Aggregate, ColumnKind] = {}
+        self.scales: dict[Aggregate, int | None] = {}
         self.outputs: tuple[OutputColumn, ...] = ()
         self.group_keys = tuple(self._group_key(g) for g in parsed.group_by)
 
@@ -275,6 +308,7 @@ class _Binder:
     def aggregate(self, agg: Aggregate) -> Aggregate:
         bound, kind = _bind_aggregate(self.schema, agg)
         self.kinds[bound] = kind
+        self.scales[bound] = _aggregate_scale(self.schema, bound, kind)
         return bound
 
     def output(self, expr: SelectExpr, alias: str | None) -> OutputColumn:
@@ -284,7 +318,7 @@ class _Binder:
         if isinstance(expr, Negative | Binary):
             value = self._arithmetic(expr)
             assert isinstance(value, Negative | Binary)
-            kind = ColumnKind.INTEGER if _integral(value, self.kinds) else ColumnKind.DOUBLE
+            kind = ColumnKind.INTEGER if _integral(value, self.scales) else ColumnKind.DOUBLE
             return OutputColumn(alias or value_name(value, _leaf_name), kind, value)
         key = self._matching_key(expr, "select item")
         return OutputColumn(alias or key.name, ColumnKind.GROUP, key.expression)
@@ -442,10 +476,24 @@ def _group_label(expr: GroupExpr) -> str:
     return group_to_sqlglot(expr).sql(dialect="duckdb")
 
 
+def _aggregate_scale(schema: DatasetSchema, agg: Aggregate, kind: ColumnKind) -> int | None:
+    """Fraction bits of an aggregate's exact value (``None``: not a dyadic rational)."""
+    if kind is ColumnKind.INTEGER:
+        return 0
+    if agg.operand is not None:
+        return DOUBLE_FRACTION_BITS if agg.function is AggregateFunction.SUM else None
+    if agg.function is not AggregateFunction.SUM or agg.column is None:
+        return None
+    columns = [agg.column] if agg.column2 is None else [agg.column, agg.column2]
+    return sum(fixed_point_format(schema.column(c)).fraction_bits for c in columns)
+
+
 def _aggregate_name(agg: Aggregate) -> str:
+    if agg.operand is not None:
+        return f"{agg.function.value}({row_to_sqlglot(agg.operand).sql(dialect='duckdb')})"
     args = agg.column or "*"
     if agg.column2 is not None:
-        args += f", {agg.column2}"
+        args += f" * {agg.column2}" if not agg.function.bivariate else f", {agg.column2}"
     return f"{agg.function.value}({args})"
 
 
@@ -455,10 +503,102 @@ def _leaf_name(expr: ValueExpr) -> str:
     return repr(expr)  # not reached: arithmetic holds aggregates and numbers only
 
 
-def _bind_aggregate(schema: DatasetSchema, agg: Aggregate) -> tuple[Aggregate, ColumnKind]:
+def _bind_row(schema: DatasetSchema, expr: RowExpr) -> RowExpr:
+    """Check a per-row expression's columns (numeric) and spell them as the schema does."""
+    match expr:
+        case RowColumn(name):
+            col = schema.column(name)
+            if not col.is_numeric:
+                raise QueryTypeError(
+                    f"a per-row expression inside SUM needs numeric columns, but {col.name!r} "
+                    f"is {col.type.value}"
+                )
+            return RowColumn(col.name)
+        case RowNumber():
+            return expr
+        case RowBinary(op, a, b):
+            return RowBinary(op, _bind_row(schema, a), _bind_row(schema, b))
+        case RowNegative(x):
+            return RowNegative(_bind_row(schema, x))
+        case RowExp(x):
+            return RowExp(_bind_row(schema, x))
+
+
+def row_to_sqlglot(expr: RowExpr) -> exp.Expression:
+    """The canonical sqlglot form of a per-row expression."""
+    match expr:
+        case RowColumn(name):
+            return exp.Column(this=_identifier(name))
+        case RowNumber(text):
+            return exp.Literal.number(text)
+        case RowBinary(op, a, b):
+            node = _BINARY_NODE[op]
+            return exp.Paren(this=node(this=row_to_sqlglot(a), expression=row_to_sqlglot(b)))
+        case RowNegative(x):
+            return exp.Neg(this=exp.Paren(this=row_to_sqlglot(x)))
+        case RowExp(x):
+            return exp.Exp(this=row_to_sqlglot(x))
+
+
+def row_sql(expr: RowExpr) -> str:
+    """DuckDB SQL computing a per-row expression in DOUBLE arithmetic.
+
+    Every column is cast to DOUBLE and every literal is the correctly rounded double of
+    its decimal text, so the value is the same IEEE computation on every node.
+    """
+    match expr:
+        case RowColumn(name):
+            return f'CAST("{name}" AS DOUBLE)'
+        case RowNumber(text):
+            return f"CAST('{text}' AS DOUBLE)"
+        case RowBinary(op, a, b):
+            return f"({row_sql(a)} {op.value} {row_sql(b)})"
+        case RowNegative(x):
+            return f"(-{row_sql(x)})"
+        case RowExp(x):
+            return f"exp({row_sql(x)})"
+
+
+def _row_columns(expr: RowExpr) -> list[str]:
+    match expr:
+        case RowColumn(name):
+            return [name]
+        case RowNumber():
+            return []
+        case RowBinary(_, a, b):
+            return _row_columns(a) + _row_columns(b)
+        case RowNegative(x) | RowExp(x):
+            return _row_columns(x)
+
+
+def row_columns(expr: RowExpr) -> list[str]:
+    """The columns a per-row expression reads, without repeats."""
+    return list(dict.fromkeys(_row_columns(expr)))
+
+
+def _derived_key(operand: RowExpr) -> str:
+    """The field key of ``SUM(expr)``'s derived value (a hash of the bound expression)."""
+    return "expr_" + hashlib.sha256(repr(operand).encode()).hexdigest()[:16]
+
+
+def _bind_aggregate(schema: DatasetSchema, agg: Aggregate) -> tuple[Aggregate, ColumnKind]:  # noqa: PLR0911 - per aggregate kind
+    if agg.operand is not None:
+        operand = _bind_row(schema, agg.operand)
+        return Aggregate(agg.function, _derived_key(operand), operand=operand), ColumnKind.DOUBLE
     if agg.column is None:
         return agg, ColumnKind.INTEGER
     col = schema.column(agg.column)
+    if agg.function is AggregateFunction.SUM and agg.column2 is not None:
+        other = schema.column(agg.column2)
+        for c in (col, other):
+            if not c.is_numeric:
+                raise QueryTypeError(
+                    f"SUM({col.name} * {other.name}) needs numeric columns, but {c.name!r} "
+                    f"is {c.type.value}"
+                )
+        both_integer = col.type.value == "integer" and other.type.value == "integer"
+        kind = ColumnKind.INTEGER if both_integer else ColumnKind.DOUBLE
+        return Aggregate(agg.function, col.name, other.name), kind
     if agg.function.bivariate:
         assert agg.column2 is not None
         other = schema.column(agg.column2)
@@ -497,6 +637,24 @@ def pair_keys(
     raise KeyError((y, x))
 
 
+def product_fields(bound: BoundQuery, agg: Aggregate) -> tuple[str, tuple[FieldKind, str], int]:
+    """For a bound ``SUM(a * b)``: the COUNT key of its rows (both non-NULL), the field
+    holding the exact ``ΣAB`` and its fraction bits (the value is ``field / 2**bits``).
+
+    ``SUM(a * a)`` reads ``ΣA²`` (:attr:`FieldKind.SUM_SQUARES` of ``a``).
+    """
+    a, b = agg.column, agg.column2
+    assert a is not None
+    assert b is not None
+    bits = sum(fixed_point_format(bound.schema.column(c)).fraction_bits for c in (a, b))
+    if a == b:
+        return a, (FieldKind.SUM_SQUARES, a), bits
+    for p in bound.products:
+        if (p.left.name, p.right.name) in ((a, b), (b, a)):
+            return f"{a}|{b}", (FieldKind.SUM_PRODUCTS, p.key), bits
+    raise KeyError((a, b))
+
+
 def _aggregations(
     schema: DatasetSchema, used: list[Aggregate]
 ) -> tuple[tuple[ColumnAggregation, ...], tuple[ProductAggregation, ...]]:
@@ -507,8 +665,30 @@ def _aggregations(
         s, q = needs.get((column, mask), (False, False))
         needs[(column, mask)] = (s or total, q or squares)
 
+    derived: dict[str, ColumnAggregation] = {}
     for agg in used:
         if agg.column is None:
+            continue
+        if agg.operand is not None:  # SUM(expr): a derived DOUBLE value per row
+            column = Column(agg.column, ColumnType.DOUBLE)
+            text = row_to_sqlglot(agg.operand).sql(dialect="duckdb")
+            value_format = replace(fixed_point_format(column), column=f"expression {text}")
+            derived[agg.column] = ColumnAggregation(
+                column,
+                value_format,
+                True,
+                False,
+                expression=row_sql(agg.operand),
+                reads=tuple(row_columns(agg.operand)),
+            )
+            continue
+        if agg.column2 is not None and not agg.function.bivariate:  # SUM(a * b)
+            first, second = agg.column, agg.column2
+            if first == second:
+                need(first, None, True, True)
+            else:
+                need(first, second, False, False)  # the count of rows where both are non-NULL
+                pairs.setdefault(frozenset((first, second)), (first, second))
             continue
         if agg.function.bivariate:
             assert agg.column2 is not None
@@ -524,6 +704,7 @@ def _aggregations(
         fmt = fixed_point_format(col) if col.is_numeric else None
         mask_col = schema.column(mask) if mask is not None else None
         result.append(ColumnAggregation(col, fmt, need_sum, need_squares, mask_col))
+    result += derived.values()
     products = []
     for left, right in pairs.values():
         a, b = schema.column(left), schema.column(right)
@@ -554,11 +735,15 @@ _COMPARE_NODE: dict[ComparisonOp, type[exp.Expression]] = {
 def _value_sql(expr: ValueExpr) -> exp.Expression:  # noqa: PLR0911, PLR0912 - one case per node type
     """The canonical sqlglot form of a select item or HAVING expression."""
     match expr:
+        case Aggregate(function, _, _, operand) if operand is not None:
+            return exp.Anonymous(this=function.value, expressions=[row_to_sqlglot(operand)])
         case Aggregate(function, column, column2):
             args: list[exp.Expression] = [
                 exp.Star() if column is None else exp.Column(this=_identifier(column))
             ]
-            if column2 is not None:
+            if column2 is not None and not function.bivariate:
+                args = [exp.Mul(this=args[0], expression=exp.Column(this=_identifier(column2)))]
+            elif column2 is not None:
                 args.append(exp.Column(this=_identifier(column2)))
             return exp.Anonymous(this=function.value, expressions=args)
         case Number(text):

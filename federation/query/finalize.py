@@ -31,8 +31,8 @@ true, evaluated exactly (:func:`federation.query.outputs.evaluate`).
 
 from __future__ import annotations
 
-import itertools
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -41,18 +41,21 @@ import numpy.typing as npt
 
 from federation.encoding import DIGIT_BITS, MAX_NODES, MAX_ROWS_PER_NODE
 from federation.errors import ProtocolError
-from federation.query.bind import BoundOrder, BoundQuery, pair_keys
+from federation.query.bind import BoundOrder, BoundQuery, pair_keys, product_fields
 from federation.query.layout import FieldKind, VectorLayout
 from federation.query.outputs import (
     Aggregate,
     AggregateFunction,
     Binary,
     Negative,
+    Number,
+    Text,
     Value,
     ValueExpr,
+    children,
     evaluate,
 )
-from federation.table import Cell, ColumnKind, ResultTable
+from federation.table import Cell, ColumnKind, ResultTable, paused_gc
 
 __all__ = ["finalize", "sqrt_ratio"]
 
@@ -94,19 +97,42 @@ def sqrt_ratio(num: int, den: int) -> float:
     return root / (1 << shift)
 
 
-def _decode_slots(layout: VectorLayout, total: npt.NDArray[np.uint64]) -> list[dict[Any, int]]:
-    """Every slot's exact field values (keyed by (kind, column))."""
-    signed = total.view(np.int64).reshape(layout.slots, layout.slot_width)
-    out: list[dict[Any, int]] = []
-    for slot_digits in signed.tolist():
-        values: dict[Any, int] = {}
-        for f in layout.fields:
-            value = 0
-            for j in range(f.digits - 1, -1, -1):
-                value = (value << DIGIT_BITS) + slot_digits[f.offset + j]
-            values[(f.kind, f.column)] = value
-        out.append(values)
+def _decode_fields(
+    layout: VectorLayout, total: npt.NDArray[np.uint64]
+) -> dict[Any, npt.NDArray[Any]]:
+    """Every field's exact values over all slots, keyed by (kind, column): int64 when
+    every value fits, else Python ints (object array)."""
+    digits_all = total.reshape(layout.slots, layout.slot_width)
+    out: dict[Any, npt.NDArray[Any]] = {}
+    for f in layout.fields:
+        digits = digits_all[:, f.offset : f.offset + f.digits]
+        # Horner in uint64 wraps mod 2**64: exact wherever the value fits in int64,
+        # which a float estimate (relative error far below 2**-40) confirms.
+        wrapped = digits[:, f.digits - 1].copy()
+        estimate = digits[:, f.digits - 1].view(np.int64).astype(np.float64)
+        for j in range(f.digits - 2, -1, -1):
+            wrapped = wrapped * np.uint64(1 << DIGIT_BITS) + digits[:, j]
+            estimate = estimate * float(1 << DIGIT_BITS) + digits[:, j].view(np.int64)
+        values: npt.NDArray[Any] = wrapped.view(np.int64)
+        big = np.flatnonzero(np.abs(estimate) >= 2.0**62)
+        if f.digits > 1 and len(big):
+            values = values.astype(object)
+            signed = digits.view(np.int64)
+            for i in big.tolist():
+                value = 0
+                for j in range(f.digits - 1, -1, -1):
+                    value = (value << DIGIT_BITS) + int(signed[i, j])
+                values[i] = value
+        out[(f.kind, f.column)] = values
     return out
+
+
+def _reads_labels(expr: ValueExpr) -> bool:
+    """True unless ``expr`` reads only aggregates and literals (conservative)."""
+    if isinstance(expr, Aggregate | Number | Text):
+        return False
+    kids = list(children(expr))
+    return not kids or any(_reads_labels(k) for k in kids)
 
 
 def _check_consistent(bound: BoundQuery, values: dict[Any, int]) -> None:
@@ -136,7 +162,20 @@ def _fraction_bits(bound: BoundQuery, column: str) -> int:
     raise KeyError(column)
 
 
-def _cell(bound: BoundQuery, agg: Aggregate, values: dict[Any, int]) -> Cell:
+def _product_sum(
+    bound: BoundQuery, agg: Aggregate, values: dict[Any, int]
+) -> int | Fraction | None:
+    """The exact ``SUM(a * b)`` (NULL when no row has both values)."""
+    count_key, field, bits = product_fields(bound, agg)
+    if values[(FieldKind.COUNT, count_key)] == 0:
+        return None
+    return values[field] if bits == 0 else Fraction(values[field], 1 << bits)
+
+
+def _cell(bound: BoundQuery, agg: Aggregate, values: dict[Any, int]) -> Cell:  # noqa: PLR0911
+    if agg.column2 is not None and not agg.function.bivariate:
+        product = _product_sum(bound, agg, values)
+        return product if product is None or isinstance(product, int) else float(product)
     if agg.column is None:
         return values[(FieldKind.ROWS, None)]
     n = values[(FieldKind.COUNT, agg.column)]
@@ -204,6 +243,8 @@ def _exact(  # noqa: PLR0911 - one formula per function
     """An aggregate's exact value (square roots: correctly rounded floats), or NULL."""
     if agg.function.bivariate:
         return _bivariate(bound, agg, values)
+    if agg.column2 is not None:
+        return _product_sum(bound, agg, values)
     if agg.column is None:
         return values[(FieldKind.ROWS, None)]
     n = values[(FieldKind.COUNT, agg.column)]
@@ -246,6 +287,123 @@ def _sort(rows: list[tuple[Cell, ...]], order_by: tuple[BoundOrder, ...]) -> lis
     return rows
 
 
+def _object_column(values: list[Any]) -> npt.NDArray[Any]:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
+def _output_row(
+    bound: BoundQuery, values: dict[Any, int], labels: list[Any], key_index: dict[Any, int]
+) -> tuple[Cell, ...] | None:
+    """One slot's output row, or None when HAVING drops it."""
+
+    def leaf(expr: ValueExpr) -> Value:
+        if isinstance(expr, Aggregate):
+            return _exact(bound, expr, values)
+        return labels[key_index[expr]]  # type: ignore[no-any-return]
+
+    if bound.having is not None and evaluate(bound.having, leaf) is not True:
+        return None
+    row: list[Cell] = []
+    for out in bound.outputs:
+        src = out.source
+        if isinstance(src, Aggregate) and src.function.bivariate:
+            row.append(_to_cell(_bivariate(bound, src, values), ColumnKind.DOUBLE))
+        elif isinstance(src, Aggregate):
+            row.append(_cell(bound, src, values))
+        elif isinstance(src, Negative | Binary):
+            row.append(_to_cell(evaluate(src, leaf), out.kind))
+        else:
+            row.append(labels[key_index[src]])
+    return tuple(row)
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """The group slots: every key's labels (NULL last), its positions reported only
+    with rows, every slot's label position per key, and each key's index."""
+
+    choices: list[tuple[Any, ...]]
+    sparse: list[set[int]]
+    positions: list[npt.NDArray[np.int64]]
+    key_index: dict[Any, int]
+
+
+def _slot_rows(
+    bound: BoundQuery,
+    fields: dict[Any, npt.NDArray[Any]],
+    slots: npt.NDArray[np.int64],
+    groups: _Groups,
+) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]:
+    """The rows of the given slots, one slot at a time: (kept slots, output columns)."""
+    choices, sparse, key_index = groups.choices, groups.sparse, groups.key_index
+    positions = groups.positions
+    names = list(fields)
+    columns = [fields[k][slots].tolist() for k in names]
+    slot_positions = [p[slots].tolist() for p in positions]
+    kept: list[int] = []
+    rows: list[tuple[Cell, ...]] = []
+    for i, slot in enumerate(slots.tolist()):
+        values = {k: int(c[i]) for k, c in zip(names, columns, strict=True)}
+        _check_consistent(bound, values)
+        pos = [p[i] for p in slot_positions]
+        if values[(FieldKind.ROWS, None)] == 0 and any(
+            p in s for p, s in zip(pos, sparse, strict=True)
+        ):
+            continue
+        row = _output_row(
+            bound, values, [c[p] for c, p in zip(choices, pos, strict=True)], key_index
+        )
+        if row is not None:
+            kept.append(slot)
+            rows.append(row)
+    out = [_object_column([r[j] for r in rows]) for j in range(len(bound.outputs))]
+    return np.array(kept, dtype=np.int64), out
+
+
+def _shared_rows(
+    bound: BoundQuery,
+    values: dict[Any, int],
+    slots: npt.NDArray[np.int64],
+    groups: _Groups,
+) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]:
+    """The rows of slots that share ``values`` and differ only in their labels."""
+    choices, positions, key_index = groups.choices, groups.positions, groups.key_index
+    if (bound.having is not None and _reads_labels(bound.having)) or any(
+        isinstance(o.source, Negative | Binary) and _reads_labels(o.source) for o in bound.outputs
+    ):
+        # The labels enter an expression: evaluate slot by slot.
+        slot_positions = [p[slots].tolist() for p in positions]
+        kept: list[int] = []
+        rows: list[tuple[Cell, ...]] = []
+        for i, slot in enumerate(slots.tolist()):
+            labels = [c[p[i]] for c, p in zip(choices, slot_positions, strict=True)]
+            row = _output_row(bound, values, labels, key_index)
+            if row is not None:
+                kept.append(slot)
+                rows.append(row)
+        return np.array(kept, dtype=np.int64), [
+            _object_column([r[j] for r in rows]) for j in range(len(bound.outputs))
+        ]
+    # Nothing but the group columns depends on the labels: one row serves all.
+    template = _output_row(bound, values, [None] * len(choices), key_index)
+    if template is None:
+        return np.zeros(0, dtype=np.int64), [np.empty(0, dtype=object) for _ in bound.outputs]
+    label_arrays = [_object_column(list(c)) for c in choices]
+    columns: list[npt.NDArray[Any]] = []
+    for out, value in zip(bound.outputs, template, strict=True):
+        if isinstance(out.source, Aggregate | Negative | Binary):
+            column = np.empty(len(slots), dtype=object)
+            column.fill(value)
+            columns.append(column)
+        else:
+            k = key_index[out.source]
+            columns.append(label_arrays[k][positions[k][slots]])
+    return slots, columns
+
+
 def finalize(bound: BoundQuery, total: npt.NDArray[np.uint64]) -> ResultTable:
     """Build the result table from the elementwise sum (mod 2**64) of all node vectors.
 
@@ -260,49 +418,57 @@ def finalize(bound: BoundQuery, total: npt.NDArray[np.uint64]) -> ResultTable:
             f"shape {arr.shape}"
         )
     layout = bound.layout
-    slots = _decode_slots(layout, np.ascontiguousarray(arr))
+    fields = _decode_fields(layout, np.ascontiguousarray(arr))
     keys = bound.group_keys
     key_index = {k.expression: i for i, k in enumerate(keys)}
     # Every key's labels with NULL last, and which of them are reported only with rows.
     choices = [(*k.labels, None) for k in keys]
     sparse = [{*k.sparse, len(k.labels)} for k in keys]
-    positions = itertools.product(*(range(len(c)) for c in choices))  # in slot order
-    rows: list[tuple[Cell, ...]] = []
-    for values, slot_positions in zip(slots, positions, strict=True):
-        _check_consistent(bound, values)
-        if values[(FieldKind.ROWS, None)] == 0 and any(
-            p in s for p, s in zip(slot_positions, sparse, strict=True)
-        ):
-            continue
-        labels = [c[p] for c, p in zip(choices, slot_positions, strict=True)]
-
-        def leaf(
-            expr: ValueExpr, values: dict[Any, int] = values, labels: list[Any] = labels
-        ) -> Value:
-            if isinstance(expr, Aggregate):
-                return _exact(bound, expr, values)
-            return labels[key_index[expr]]  # type: ignore[index, no-any-return]
-
-        if bound.having is not None and evaluate(bound.having, leaf) is not True:
-            continue
-        row: list[Cell] = []
-        for out in bound.outputs:
-            src = out.source
-            if isinstance(src, Aggregate) and src.function.bivariate:
-                row.append(_to_cell(_bivariate(bound, src, values), ColumnKind.DOUBLE))
-            elif isinstance(src, Aggregate):
-                row.append(_cell(bound, src, values))
-            elif isinstance(src, Negative | Binary):
-                row.append(_to_cell(evaluate(src, leaf), out.kind))
-            else:
-                row.append(labels[key_index[src]])
-        rows.append(tuple(row))
-    if bound.order_by:
-        rows = _sort(rows, bound.order_by)
+    if math.prod(len(c) for c in choices) != layout.slots:
+        raise ProtocolError("the vector layout does not match the query's groups")
+    # The label position of every slot for every key (slots in itertools.product order).
+    slot_ids = np.arange(layout.slots, dtype=np.int64)
+    positions: list[npt.NDArray[np.int64]] = []
+    stride = layout.slots
+    for c in choices:
+        stride //= len(c)
+        positions.append((slot_ids // stride) % len(c))
+    # Slots whose fields are all zero (no rows: the zero cells) share one set of
+    # values, so their aggregates are computed once; the others one by one.
+    empty = np.ones(layout.slots, dtype=np.bool_)
+    for column in fields.values():
+        empty &= column == 0
+    groups = _Groups(choices, sparse, positions, key_index)
+    sparse_slot = np.zeros(layout.slots, dtype=np.bool_)
+    for pos, s in zip(positions, sparse, strict=True):
+        sparse_slot |= np.isin(pos, sorted(s))
+    kept_slots: list[npt.NDArray[np.int64]] = []
+    kept_columns: list[list[npt.NDArray[Any]]] = []
+    shared = np.flatnonzero(empty & ~sparse_slot)
+    if len(shared):
+        zero = dict.fromkeys(fields, 0)
+        _check_consistent(bound, zero)
+        slots, columns = _shared_rows(bound, zero, shared, groups)
+        kept_slots.append(slots)
+        kept_columns.append(columns)
+    others = np.flatnonzero(~empty)
+    if len(others):
+        slots, columns = _slot_rows(bound, fields, others, groups)
+        kept_slots.append(slots)
+        kept_columns.append(columns)
+    names = tuple(o.name for o in bound.outputs)
+    kinds = tuple(o.kind for o in bound.outputs)
     start = bound.offset or 0
     stop = None if bound.limit is None else start + bound.limit
-    return ResultTable(
-        columns=tuple(o.name for o in bound.outputs),
-        kinds=tuple(o.kind for o in bound.outputs),
-        rows=tuple(rows[start:stop]),
-    )
+    ordered: list[list[Cell]] = [[] for _ in bound.outputs]
+    if kept_slots:
+        order = np.argsort(np.concatenate(kept_slots), kind="stable")
+        ordered = [
+            np.concatenate([cols[i] for cols in kept_columns])[order].tolist()
+            for i in range(len(bound.outputs))
+        ]
+    if not bound.order_by:
+        return ResultTable.from_columns(names, kinds, [c[start:stop] for c in ordered])
+    with paused_gc():
+        rows = _sort(list(zip(*ordered, strict=True)), bound.order_by)
+    return ResultTable(columns=names, kinds=kinds, rows=tuple(rows[start:stop]))

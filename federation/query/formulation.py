@@ -167,6 +167,7 @@ class Plan:
     )
     checks: list[tuple[int, DataError]] = field(default_factory=list)
     certified: list[tuple[int, int]] = field(default_factory=list)
+    limbs: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
     def add(
         self, key: tuple[FieldKind, str | None], parts: list[_Sum], certify: int | None = None
@@ -376,19 +377,29 @@ def _limbs(plan: Plan, tag: str, raw: str, fmt: FixedPointFormat) -> list[tuple[
     return [(f"#pa{tag}", 31), (f"#pc{tag}", 0)]
 
 
-def _product_parts(plan: Plan, k: int, product: ProductAggregation) -> None:
+def _column_limbs(plan: Plan, column: Column, fmt: FixedPointFormat) -> list[tuple[str, int]]:
+    """The limbs of one column, split once per query however many products read it."""
+    if column.name not in plan.limbs:
+        tag = f"c{len(plan.limbs)}"
+        plan.limbs[column.name] = _limbs(plan, tag, quote(column.name), fmt)
+    return plan.limbs[column.name]
+
+
+def _product_parts(plan: Plan, product: ProductAggregation) -> None:
     """``ΣXY`` of a pair: the sum of every limb product, each summed in HUGEINT.
 
     Rows where either value is NULL have a NULL product and add nothing.
     """
-    left = _limbs(plan, f"{k}l", quote(product.left.name), product.left_format)
-    right = _limbs(plan, f"{k}r", quote(product.right.name), product.right_format)
+    left = _column_limbs(plan, product.left, product.left_format)
+    right = _column_limbs(plan, product.right, product.right_format)
     parts = [_Sum(f"sum({quote(a)} * {quote(b)})", sa + sb) for a, sa in left for b, sb in right]
     plan.add((FieldKind.SUM_PRODUCTS, product.key), parts)
 
 
 def _masked(agg: ColumnAggregation) -> str:
     """The SQL of an aggregated column's values (NULL where its mask column is NULL)."""
+    if agg.expression is not None:
+        return agg.expression
     raw = quote(agg.column.name)
     if agg.mask is None:
         return raw
@@ -429,9 +440,24 @@ def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
         if agg.column.type is ColumnType.CATEGORICAL:
             domain = ", ".join(string_literal(v) for v in agg.column.domain)
             plan.check(f"{raw} IN ({domain})", domain_error(agg.column))
-    for k, product in enumerate(bound.products):
-        _product_parts(plan, k, product)
+    _products(bound, plan)
     return plan
+
+
+def _products(bound: BoundQuery, plan: Plan) -> None:
+    """The cross products, and the range check of every column they read."""
+    checked = {a.column.name for a in bound.aggregations if a.need_sum and a.mask is None}
+    for product in bound.products:
+        _product_parts(plan, product)
+        for col, fmt in (
+            (product.left, product.left_format),
+            (product.right, product.right_format),
+        ):
+            if col.name not in checked:  # the limb split is exact only within the range
+                alias = f"#q{len(checked)}"
+                checked.add(col.name)
+                plan.stages[0].append((alias, quote(col.name)))
+                plan.check(range_condition(quote(alias), fmt), fmt.out_of_range_error())
 
 
 def render(bound: BoundQuery, plan: Plan, relation: str) -> str:

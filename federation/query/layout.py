@@ -71,6 +71,8 @@ class ColumnAggregation:
         need_squares: ``ΣX²`` is needed (variances and standard deviations).
         mask: When set, only rows where this other column is also non-NULL count
             (the pair statistics of the bivariate aggregates).
+        expression: For ``SUM(expr)``: the DuckDB SQL of the per-row DOUBLE value;
+            ``column`` is then a derived DOUBLE column named by the expression's key.
     """
 
     column: Column
@@ -78,6 +80,9 @@ class ColumnAggregation:
     need_sum: bool
     need_squares: bool
     mask: Column | None = None
+    expression: str | None = None
+    reads: tuple[str, ...] = ()
+    """The dataset columns ``expression`` reads."""
 
     @property
     def key(self) -> str:

@@ -38,7 +38,7 @@ from federation.query.formulation import (
     string_literal,
 )
 from federation.query.groups import GroupColumn, GroupKey, key_columns
-from federation.query.layout import FieldKind
+from federation.query.layout import ColumnAggregation, FieldKind
 from federation.query.where import render_predicate
 from federation.schema import ColumnType
 
@@ -79,7 +79,9 @@ def _start_tiers(bound: BoundQuery, tiers: tuple[Tier, ...] | None) -> tuple[Tie
 
 def _check_relation(bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str) -> None:
     names = [c for key in bound.group_keys for c in key_columns(key.expression)]
-    names += [a.column.name for a in bound.aggregations]
+    names += [a.column.name for a in bound.aggregations if a.expression is None]
+    names += [c for a in bound.aggregations for c in a.reads]
+    names += [c.name for p in bound.products for c in (p.left, p.right)]
     if bound.where is not None:
         names += columns_of(bound.where)
     try:
@@ -192,15 +194,24 @@ def _evaluation_error(exc: duckdb.Error) -> DataError:
 def _diagnose(bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str) -> None:
     """Find which column made the local query fail or flag a value; raise its error."""
     probes: list[tuple[str, DataError]] = []
-    for agg in bound.aggregations:
+    numeric = [(a, a.need_sum) for a in bound.aggregations]
+    numeric += [
+        (ColumnAggregation(c, fmt, need_sum=True, need_squares=False), True)
+        for p in bound.products
+        for c, fmt in ((p.left, p.left_format), (p.right, p.right_format))
+    ]
+    for agg, need_sum in numeric:
         raw, col, fmt = quote(agg.column.name), agg.column, agg.format
-        if fmt is not None and agg.need_sum:
+        what = f"column {col.name!r}"
+        if agg.expression is not None and fmt is not None:
+            raw, what = agg.expression, f"the {fmt.column}"
+        if fmt is not None and need_sum:
             if col.type is ColumnType.DOUBLE:
                 probes.append(
                     (
                         f"count_if(NOT isfinite({raw}))",
                         DataError(
-                            f"column {col.name!r} holds NaN or infinite values, which cannot "
+                            f"{what} holds NaN or infinite values, which cannot "
                             "be aggregated; clean the data or filter them out with WHERE"
                         ),
                     )

@@ -36,6 +36,12 @@ __all__ = [
     "Number",
     "OutputRef",
     "Range",
+    "RowBinary",
+    "RowColumn",
+    "RowExp",
+    "RowExpr",
+    "RowNegative",
+    "RowNumber",
     "Text",
     "Value",
     "ValueExpr",
@@ -81,16 +87,62 @@ _BIVARIATE = frozenset(
 
 
 @dataclass(frozen=True)
+class RowColumn:
+    """A numeric column inside a per-row expression (read as DOUBLE)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class RowNumber:
+    """A numeric literal inside a per-row expression (its decimal text)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RowBinary:
+    """``left op right`` on per-row DOUBLE values."""
+
+    op: BinaryOp
+    left: RowExpr
+    right: RowExpr
+
+
+@dataclass(frozen=True)
+class RowNegative:
+    """Unary minus of a per-row value."""
+
+    operand: RowExpr
+
+
+@dataclass(frozen=True)
+class RowExp:
+    """``EXP(operand)`` of a per-row value."""
+
+    operand: RowExpr
+
+
+RowExpr = RowColumn | RowNumber | RowBinary | RowNegative | RowExp
+"""A per-row numeric expression: the argument of ``SUM(expr)`` (evaluated by DuckDB in
+DOUBLE on each row, then summed exactly in fixed point)."""
+
+
+@dataclass(frozen=True)
 class Aggregate:
     """An aggregate call; ``column`` is ``None`` only for ``COUNT(*)``.
 
     The bivariate aggregates ``f(y, x)`` have ``column = y`` and ``column2 = x``
     (for REGR_*, ``y`` is the dependent and ``x`` the independent variable).
+    ``SUM(a * b)`` of two plain columns has ``column = a``, ``column2 = b`` (an exact
+    cross product). ``SUM(expr)`` of another per-row expression has ``operand = expr``
+    and ``column`` set, when bound, to the key of its derived value.
     """
 
     function: AggregateFunction
     column: str | None
     column2: str | None = None
+    operand: RowExpr | None = None
 
 
 class BinaryOp(enum.Enum):

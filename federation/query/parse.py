@@ -42,6 +42,12 @@ from federation.query.outputs import (
     Number,
     OutputRef,
     Range,
+    RowBinary,
+    RowColumn,
+    RowExp,
+    RowExpr,
+    RowNegative,
+    RowNumber,
     Text,
     ValueExpr,
 )
@@ -489,6 +495,12 @@ class _SelectParser:
 
     @staticmethod
     def _unknown_function(name: str) -> UnsupportedQueryError:
+        if name in ("min", "max"):
+            return UnsupportedQueryError(
+                f"{name.upper()} is refused: it reveals a single record's value, which no "
+                "node's policy allows yet; use QUANTILE_CONT(col, 0.01) or WIDTH_BUCKET "
+                "histograms for the range of a column"
+            )
         if name in _NOT_SUMMABLE:
             return UnsupportedQueryError(
                 f"{name.upper()} is not supported: it cannot be computed from sums across "
@@ -520,6 +532,11 @@ class _SelectParser:
                     return Aggregate(func, None)  # COUNT(1) counts rows like COUNT(*)
             if isinstance(arg, exp.Star):
                 raise UnsupportedQueryError(f"{name}(*) is not valid; write {name}(column)")
+            product = self._product(arg) if func is AggregateFunction.SUM else None
+            if product is not None:
+                return Aggregate(func, product[0], product[1])
+            if func is AggregateFunction.SUM and not isinstance(arg, exp.Column):
+                return Aggregate(func, None, operand=self._row_value(arg))
             if not isinstance(arg, exp.Column):
                 raise UnsupportedQueryError(
                     f"the arguments of {name} must be plain column names, found {arg.sql()!r}; "
@@ -529,6 +546,43 @@ class _SelectParser:
         if func.bivariate:
             return Aggregate(func, columns[0], columns[1])
         return Aggregate(func, columns[0])
+
+    def _product(self, node: exp.Expression) -> tuple[str, str] | None:
+        """``a * b`` of two plain columns (the exact cross product of ``SUM(a * b)``)."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if not isinstance(node, exp.Mul):
+            return None
+        left, right = node.this, node.expression
+        while isinstance(left, exp.Paren):
+            left = left.this
+        while isinstance(right, exp.Paren):
+            right = right.this
+        if isinstance(left, exp.Column) and isinstance(right, exp.Column):
+            return self._column(left), self._column(right)
+        return None
+
+    def _row_value(self, node: exp.Expression) -> RowExpr:
+        """A per-row numeric expression (the argument of ``SUM(expr)``)."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        kind = type(node)
+        if kind in _BINARY:
+            return RowBinary(
+                _BINARY[kind], self._row_value(node.this), self._row_value(node.expression)
+            )
+        if isinstance(node, exp.Neg):
+            return RowNegative(self._row_value(node.this))
+        if isinstance(node, exp.Exp) and not any(v for k, v in node.args.items() if k != "this"):
+            return RowExp(self._row_value(node.this))
+        if isinstance(node, exp.Literal) and not node.is_string:
+            return RowNumber(self._number(node).text)
+        if isinstance(node, exp.Column):
+            return RowColumn(self._column(node))
+        raise UnsupportedQueryError(
+            f"{node.sql()!r} is not supported inside SUM(...); a per-row expression may use "
+            "numeric columns, numeric literals, + - * /, unary minus, parentheses and EXP"
+        )
 
     def _group_by(self, items: tuple[SelectItem, ...]) -> tuple[GroupExpr, ...]:
         group = self.stmt.args.get("group")

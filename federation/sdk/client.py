@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from federation.errors import FederationError
+from federation.errors import FederationError, UnknownDatasetError
 from federation.messages import (
     DatasetInfo,
     EncryptedJobResult,
@@ -24,8 +24,16 @@ from federation.messages import (
     Protocol,
     QueryRequest,
 )
+from federation.query.quantiles import split_quantiles
+from federation.schema import DatasetSchema
+from federation.sdk.describe import Description, describe
 from federation.sdk.homomorphic import KeyRing, open_result
+from federation.sdk.logistic import LogisticRegressionResult, logistic_regression
+from federation.sdk.models import LinearRegressionResult, linear_regression
+from federation.sdk.moments import Runner
+from federation.sdk.quantiles import DEFAULT_TOLERANCE, run_quantile_query
 from federation.sdk.result import QueryResult
+from federation.table import ResultTable
 from federation.transport.analyst_client import AnalystConnection
 
 __all__ = ["Client", "connect"]
@@ -72,6 +80,7 @@ class Client:
         *,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
+        quantile_tolerance: float = DEFAULT_TOLERANCE,
     ) -> QueryResult:
         """Run an aggregate query over a federated dataset.
 
@@ -82,11 +91,24 @@ class Client:
                 a key pair this client generates on first use and keeps in ``keys``).
             timeout: Seconds to wait for the result (None: no limit).
             progress: Called with each protocol stage as it completes.
+            quantile_tolerance: For ``MEDIAN``/``QUANTILE_CONT``/``QUANTILE_DISC``
+                over double columns: the relative width at which the histogram
+                refinement stops (0: exact to the double); the result's
+                ``error_bounds`` states the error reached. Integer columns are exact.
 
         Raises:
             FederationError: a subclass naming the problem (bad SQL, unknown column,
                 too few nodes, ...). Its ``job_id`` is set when a job was started.
         """
+        plan = split_quantiles(sql)
+        if plan is not None:
+            return run_quantile_query(
+                self,
+                plan,
+                sql,
+                lambda part: self.query(part, protocol, timeout=timeout, progress=progress),
+                tolerance=quantile_tolerance,
+            )
         try:
             proto = Protocol(protocol)
         except ValueError:
@@ -126,6 +148,91 @@ class Client:
                     elapsed=time.monotonic() - started,
                 )
         raise FederationError("the coordinator ended the job stream without completing it")
+
+    def _schema(self, dataset: str) -> DatasetSchema:
+        for info in self.datasets():
+            if info.schema.name.lower() == dataset.lower():
+                return info.schema
+        raise UnknownDatasetError(
+            f"the directory has no dataset {dataset!r}; see client.datasets() for what exists"
+        )
+
+    def _runner(
+        self, protocol: str, timeout: float | None, progress: ProgressCallback | None
+    ) -> Runner:
+        def run(sql: str) -> ResultTable:
+            return self.query(sql, protocol, timeout=timeout, progress=progress).table
+
+        return run
+
+    def linear_regression(
+        self,
+        dataset: str,
+        y: str,
+        x: Sequence[str],
+        where: str | None = None,
+        intercept: bool = True,
+        *,
+        protocol: str = "secagg",
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> LinearRegressionResult:
+        """Ordinary least squares ``y ~ x`` over the federated dataset, in one job.
+
+        The nodes compute the exact moments ``X'X``, ``X'y``, ``y'y``, ``n``; the SDK
+        solves the normal equations exactly and rounds once
+        (:mod:`federation.sdk.models`). Categorical predictors are one-hot encoded from
+        their declared domains (the first level with rows is the reference).
+
+        >>> fit = client.linear_regression("patients", y="sbp", x=["age", "sex"])  # doctest: +SKIP
+        >>> fit.coefficients["age"]                                          # doctest: +SKIP
+        """
+        run = self._runner(protocol, timeout, progress)
+        return linear_regression(
+            run, self._schema(dataset), y=y, x=x, where=where, intercept=intercept
+        )
+
+    def logistic_regression(
+        self,
+        dataset: str,
+        y: str,
+        x: Sequence[str],
+        where: str | None = None,
+        intercept: bool = True,
+        *,
+        max_iterations: int = 25,
+        protocol: str = "secagg",
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> LogisticRegressionResult:
+        """Logistic regression of a 0/1 column by Newton/IRLS: one job per round, each
+        securely aggregating the gradient and Hessian (:mod:`federation.sdk.logistic`)."""
+        run = self._runner(protocol, timeout, progress)
+        return logistic_regression(
+            run,
+            self._schema(dataset),
+            y=y,
+            x=x,
+            where=where,
+            intercept=intercept,
+            max_iterations=max_iterations,
+        )
+
+    def describe(
+        self,
+        dataset: str,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+        *,
+        protocol: str = "secagg",
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Description:
+        """Count, mean and standard deviation per numeric column and counts per level
+        of each categorical column, in one job (quantiles: not yet; see
+        :mod:`federation.sdk.describe`)."""
+        run = self._runner(protocol, timeout, progress)
+        return describe(run, self._schema(dataset), columns=columns, where=where)
 
     def job(self, job_id: str) -> JobRecord:
         """What the coordinator recorded about a job (status, error, released result)."""

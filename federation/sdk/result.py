@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from federation.render import render_table
@@ -27,6 +28,10 @@ class QueryResult:
             when some dropped out before uploading their input).
         table: The result table itself.
         elapsed: Seconds from submission to release, as seen by the analyst.
+        jobs: Every job the answer took (one, except for quantiles: the base job
+            then the histogram rounds).
+        error_bounds: The largest absolute error of each approximate column (the
+            quantiles; 0.0 when exact). Columns not listed are exact.
     """
 
     job_id: str
@@ -36,6 +41,8 @@ class QueryResult:
     selected_nodes: int
     table: ResultTable
     elapsed: float
+    jobs: tuple[str, ...] = ()
+    error_bounds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -23,15 +23,14 @@ from federation.messages import (
     QueryRequest,
 )
 from federation.schema import DatasetSchema
-from federation.table import Cell, ColumnKind, ResultTable
+from federation.table import paused_gc
 from federation.transport.options import channel_options
 from federation.transport.serde import (
+    ResultAssembler,
     dataset_info_from_proto,
     job_record_from_proto,
     node_info_from_proto,
     protocol_from_wire,
-    rows_from_proto,
-    table_header_from_proto,
 )
 from federation.transport.status import error_from_rpc
 from federation.v1 import analyst_pb2, analyst_pb2_grpc
@@ -99,10 +98,12 @@ class AnalystConnection:
     def get_job(self, job_id: str, timeout: float = 30.0) -> JobRecord:
         """A recorded job."""
         try:
-            resp = self._stub.GetJob(analyst_pb2.GetJobRequest(job_id=job_id), timeout=timeout)
+            parts = list(
+                self._stub.GetJob(analyst_pb2.GetJobRequest(job_id=job_id), timeout=timeout)
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, target=self.address) from None
-        return job_record_from_proto(resp)
+        return job_record_from_proto(iter(parts))
 
     def submit_query(self, request: QueryRequest, timeout: float | None) -> Iterator[JobEvent]:
         """Run a query; yields events as they arrive. Errors carry the job id if known."""
@@ -125,12 +126,11 @@ class AnalystConnection:
 
 
 class _EventDecoder:
-    """Reassembles a job's streamed events (result rows, ciphertext chunks)."""
+    """Reassembles a job's streamed events (result chunks, ciphertext chunks)."""
 
     def __init__(self) -> None:
         self.job_id: str | None = None
-        self._header: tuple[tuple[str, ...], tuple[ColumnKind, ...], int] | None = None
-        self._rows: list[tuple[Cell, ...]] = []
+        self._result: ResultAssembler | None = None
         self._encrypted: analyst_pb2.EncryptedResultHeader | None = None
         self._ciphertext = bytearray()
 
@@ -154,11 +154,14 @@ class _EventDecoder:
             p = event.progress
             return [JobProgress(job_id, p.stage, p.done, p.total)]
         if which == "result_header":
-            self._header = table_header_from_proto(event.result_header)
-        elif which == "result_rows":
-            if self._header is None:
+            if self._result is not None:
+                raise FederationError("a job streamed two result headers")
+            self._result = ResultAssembler(event.result_header)
+        elif which == "result_chunk":
+            if self._result is None:
                 raise FederationError("result rows arrived before the result header")
-            self._rows.extend(rows_from_proto(event.result_rows.rows, len(self._header[0])))
+            with paused_gc():
+                self._result.add(event.result_chunk)
         elif which == "encrypted_header":
             self._encrypted = event.encrypted_header
         elif which == "encrypted_bytes":
@@ -175,13 +178,8 @@ class _EventDecoder:
         out: list[JobEvent] = []
         if self._encrypted is not None:
             out.append(_encrypted_result(job_id, self._encrypted, bytes(self._ciphertext)))
-        if self._header is not None:
-            names, kinds, count = self._header
-            if count != len(self._rows):
-                raise FederationError(
-                    f"result announced {count} rows but {len(self._rows)} arrived"
-                )
-            out.append(JobResult(job_id, ResultTable(names, kinds, tuple(self._rows))))
+        if self._result is not None:
+            out.append(JobResult(job_id, self._result.table()))
         out.append(
             JobCompleted(
                 job_id=job_id,

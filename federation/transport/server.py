@@ -29,12 +29,11 @@ from federation.messages import (
 from federation.transport.backend import CoordinatorBackend, OutboxClosed, QueueOutbox
 from federation.transport.options import MAX_SQL_BYTES, server_options
 from federation.transport.serde import (
-    ROWS_PER_CHUNK,
     dataset_info_to_proto,
     job_record_to_proto,
     node_info_to_proto,
     protocol_from_wire,
-    rows_to_proto,
+    result_chunks,
     table_header_to_proto,
 )
 from federation.transport.serde_node import (
@@ -102,9 +101,9 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
 
     def GetJob(
         self, request: analyst_pb2.GetJobRequest, context: grpc.ServicerContext
-    ) -> analyst_pb2.JobRecord:
+    ) -> Iterator[analyst_pb2.JobRecordPart]:
         with error_boundary(context, "GetJob"):
-            return job_record_to_proto(self._backend.get_job(request.job_id))
+            yield from job_record_to_proto(self._backend.get_job(request.job_id))
 
 
 def _job_event_to_proto(event: JobEvent) -> Iterator[analyst_pb2.JobEvent]:
@@ -144,11 +143,8 @@ def _job_event_to_proto(event: JobEvent) -> Iterator[analyst_pb2.JobEvent]:
     elif isinstance(event, JobResult):
         table = event.table
         yield analyst_pb2.JobEvent(job_id=event.job_id, result_header=table_header_to_proto(table))
-        for start in range(0, len(table.rows), ROWS_PER_CHUNK):
-            rows = rows_to_proto(table.rows[start : start + ROWS_PER_CHUNK])
-            yield analyst_pb2.JobEvent(
-                job_id=event.job_id, result_rows=analyst_pb2.ResultRows(rows=rows)
-            )
+        for chunk in result_chunks(table):
+            yield analyst_pb2.JobEvent(job_id=event.job_id, result_chunk=chunk)
     else:
         yield analyst_pb2.JobEvent(
             job_id=event.job_id,

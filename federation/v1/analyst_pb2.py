@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from federation.v1 import common_pb2 as federation_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65\x64\x65ration/v1/analyst.proto\x12\rfederation.v1\x1a\x1a\x66\x65\x64\x65ration/v1/common.proto\"\x10\n\x0eGetInfoRequest\"O\n\x0f\x43oordinatorInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x11\n\tprotocols\x18\x03 \x03(\t\"\x15\n\x13ListDatasetsRequest\"\x8a\x01\n\x0b\x44\x61tasetInfo\x12,\n\x06schema\x18\x01 \x01(\x0b\x32\x1c.federation.v1.DatasetSchema\x12\x12\n\nnode_count\x18\x02 \x01(\r\x12\x19\n\x11online_node_count\x18\x03 \x01(\r\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"D\n\x14ListDatasetsResponse\x12,\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1a.federation.v1.DatasetInfo\"\x12\n\x10ListNodesRequest\"M\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x11\n\tlast_seen\x18\x03 \x01(\x01\x12\x10\n\x08\x64\x61tasets\x18\x04 \x03(\t\";\n\x11ListNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.federation.v1.NodeInfo\"G\n\x12SubmitQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\"\x96\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12.\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1a.federation.v1.JobAcceptedH\x00\x12.\n\x08progress\x18\x03 \x01(\x0b\x32\x1a.federation.v1.JobProgressH\x00\x12\x34\n\rresult_header\x18\x04 \x01(\x0b\x32\x1b.federation.v1.ResultHeaderH\x00\x12\x30\n\x0bresult_rows\x18\x05 \x01(\x0b\x32\x19.federation.v1.ResultRowsH\x00\x12\x30\n\tcompleted\x18\x06 \x01(\x0b\x32\x1b.federation.v1.JobCompletedH\x00\x12@\n\x10\x65ncrypted_header\x18\x07 \x01(\x0b\x32$.federation.v1.EncryptedResultHeaderH\x00\x12\x35\n\x0f\x65ncrypted_bytes\x18\x08 \x01(\x0b\x32\x1a.federation.v1.ResultBytesH\x00\x42\x07\n\x05\x65vent\"\x9a\x01\n\x15\x45ncryptedResultHeader\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x11\n\tring_bits\x18\x05 \x01(\r\x12\x0f\n\x07parties\x18\x06 \x01(\r\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\"\x1b\n\x0bResultBytes\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"k\n\x0bJobAccepted\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x16\n\x0eselected_nodes\x18\x04 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x05 \x01(\x01\"9\n\x0bJobProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\"*\n\x0cResultColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"O\n\x0cResultHeader\x12,\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x1b.federation.v1.ResultColumn\x12\x11\n\trow_count\x18\x02 \x01(\x04\"{\n\x04\x43\x65ll\x12\x0e\n\x04null\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x12H\x00\x12\x17\n\rbig_int_value\x18\x03 \x01(\tH\x00\x12\x16\n\x0c\x64ouble_value\x18\x04 \x01(\x01H\x00\x12\x14\n\ntext_value\x18\x05 \x01(\tH\x00\x42\x07\n\x05value\")\n\x03Row\x12\"\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x13.federation.v1.Cell\".\n\nResultRows\x12 \n\x04rows\x18\x01 \x03(\x0b\x32\x12.federation.v1.Row\"i\n\x0cJobCompleted\x12\x1a\n\x12\x63ontributing_nodes\x18\x01 \x01(\r\x12\x16\n\x0eselected_nodes\x18\x02 \x01(\r\x12\x13\n\x0b\x66inished_at\x18\x03 \x01(\x01\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb5\x02\n\tJobRecord\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x14\n\x0csubmitted_at\x18\x06 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x07 \x01(\x01\x12\x16\n\x0eselected_nodes\x18\x08 \x01(\r\x12\x1a\n\x12\x63ontributing_nodes\x18\t \x01(\r\x12#\n\x05\x65rror\x18\n \x01(\x0b\x32\x14.federation.v1.Error\x12\x32\n\rresult_header\x18\x0b \x01(\x0b\x32\x1b.federation.v1.ResultHeader\x12 \n\x04rows\x18\x0c \x03(\x0b\x32\x12.federation.v1.Row2\x92\x03\n\x0e\x41nalystService\x12H\n\x07GetInfo\x12\x1d.federation.v1.GetInfoRequest\x1a\x1e.federation.v1.CoordinatorInfo\x12W\n\x0cListDatasets\x12\".federation.v1.ListDatasetsRequest\x1a#.federation.v1.ListDatasetsResponse\x12N\n\tListNodes\x12\x1f.federation.v1.ListNodesRequest\x1a .federation.v1.ListNodesResponse\x12K\n\x0bSubmitQuery\x12!.federation.v1.SubmitQueryRequest\x1a\x17.federation.v1.JobEvent0\x01\x12@\n\x06GetJob\x12\x1c.federation.v1.GetJobRequest\x1a\x18.federation.v1.JobRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65\x64\x65ration/v1/analyst.proto\x12\rfederation.v1\x1a\x1a\x66\x65\x64\x65ration/v1/common.proto\"\x10\n\x0eGetInfoRequest\"O\n\x0f\x43oordinatorInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x11\n\tprotocols\x18\x03 \x03(\t\"\x15\n\x13ListDatasetsRequest\"\x8a\x01\n\x0b\x44\x61tasetInfo\x12,\n\x06schema\x18\x01 \x01(\x0b\x32\x1c.federation.v1.DatasetSchema\x12\x12\n\nnode_count\x18\x02 \x01(\r\x12\x19\n\x11online_node_count\x18\x03 \x01(\r\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"D\n\x14ListDatasetsResponse\x12,\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1a.federation.v1.DatasetInfo\"\x12\n\x10ListNodesRequest\"M\n\x08NodeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x11\n\tlast_seen\x18\x03 \x01(\x01\x12\x10\n\x08\x64\x61tasets\x18\x04 \x03(\t\";\n\x11ListNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.federation.v1.NodeInfo\"G\n\x12SubmitQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\"\x98\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12.\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1a.federation.v1.JobAcceptedH\x00\x12.\n\x08progress\x18\x03 \x01(\x0b\x32\x1a.federation.v1.JobProgressH\x00\x12\x34\n\rresult_header\x18\x04 \x01(\x0b\x32\x1b.federation.v1.ResultHeaderH\x00\x12\x32\n\x0cresult_chunk\x18\x05 \x01(\x0b\x32\x1a.federation.v1.ResultChunkH\x00\x12\x30\n\tcompleted\x18\x06 \x01(\x0b\x32\x1b.federation.v1.JobCompletedH\x00\x12@\n\x10\x65ncrypted_header\x18\x07 \x01(\x0b\x32$.federation.v1.EncryptedResultHeaderH\x00\x12\x35\n\x0f\x65ncrypted_bytes\x18\x08 \x01(\x0b\x32\x1a.federation.v1.ResultBytesH\x00\x42\x07\n\x05\x65vent\"\x9a\x01\n\x15\x45ncryptedResultHeader\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x11\n\tring_bits\x18\x05 \x01(\r\x12\x0f\n\x07parties\x18\x06 \x01(\r\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\"\x1b\n\x0bResultBytes\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"k\n\x0bJobAccepted\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x16\n\x0eselected_nodes\x18\x04 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x05 \x01(\x01\"9\n\x0bJobProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\"*\n\x0cResultColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"O\n\x0cResultHeader\x12,\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x1b.federation.v1.ResultColumn\x12\x11\n\trow_count\x18\x02 \x01(\x04\"M\n\x0bResultChunk\x12\x11\n\trow_count\x18\x01 \x01(\x04\x12+\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x1a.federation.v1.ColumnChunk\"~\n\x0b\x43olumnChunk\x12\x13\n\x0bnull_bitmap\x18\x01 \x01(\x0c\x12\x0c\n\x04ints\x18\x02 \x03(\x12\x12\x0f\n\x07\x64oubles\x18\x03 \x03(\x01\x12\r\n\x05texts\x18\x04 \x03(\t\x12\x14\n\x0c\x62ig_int_rows\x18\x05 \x03(\x04\x12\x16\n\x0e\x62ig_int_values\x18\x06 \x03(\t\"i\n\x0cJobCompleted\x12\x1a\n\x12\x63ontributing_nodes\x18\x01 \x01(\r\x12\x16\n\x0eselected_nodes\x18\x02 \x01(\r\x12\x13\n\x0b\x66inished_at\x18\x03 \x01(\x01\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x93\x02\n\tJobRecord\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x14\n\x0csubmitted_at\x18\x06 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x07 \x01(\x01\x12\x16\n\x0eselected_nodes\x18\x08 \x01(\r\x12\x1a\n\x12\x63ontributing_nodes\x18\t \x01(\r\x12#\n\x05\x65rror\x18\n \x01(\x0b\x32\x14.federation.v1.Error\x12\x32\n\rresult_header\x18\x0b \x01(\x0b\x32\x1b.federation.v1.ResultHeader\"w\n\rJobRecordPart\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x18.federation.v1.JobRecordH\x00\x12\x32\n\x0cresult_chunk\x18\x02 \x01(\x0b\x32\x1a.federation.v1.ResultChunkH\x00\x42\x06\n\x04part2\x98\x03\n\x0e\x41nalystService\x12H\n\x07GetInfo\x12\x1d.federation.v1.GetInfoRequest\x1a\x1e.federation.v1.CoordinatorInfo\x12W\n\x0cListDatasets\x12\".federation.v1.ListDatasetsRequest\x1a#.federation.v1.ListDatasetsResponse\x12N\n\tListNodes\x12\x1f.federation.v1.ListNodesRequest\x1a .federation.v1.ListNodesResponse\x12K\n\x0bSubmitQuery\x12!.federation.v1.SubmitQueryRequest\x1a\x17.federation.v1.JobEvent0\x01\x12\x46\n\x06GetJob\x12\x1c.federation.v1.GetJobRequest\x1a\x1c.federation.v1.JobRecordPart0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,31 +51,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITQUERYREQUEST']._serialized_start=567
   _globals['_SUBMITQUERYREQUEST']._serialized_end=638
   _globals['_JOBEVENT']._serialized_start=641
-  _globals['_JOBEVENT']._serialized_end=1047
-  _globals['_ENCRYPTEDRESULTHEADER']._serialized_start=1050
-  _globals['_ENCRYPTEDRESULTHEADER']._serialized_end=1204
-  _globals['_RESULTBYTES']._serialized_start=1206
-  _globals['_RESULTBYTES']._serialized_end=1233
-  _globals['_JOBACCEPTED']._serialized_start=1235
-  _globals['_JOBACCEPTED']._serialized_end=1342
-  _globals['_JOBPROGRESS']._serialized_start=1344
-  _globals['_JOBPROGRESS']._serialized_end=1401
-  _globals['_RESULTCOLUMN']._serialized_start=1403
-  _globals['_RESULTCOLUMN']._serialized_end=1445
-  _globals['_RESULTHEADER']._serialized_start=1447
-  _globals['_RESULTHEADER']._serialized_end=1526
-  _globals['_CELL']._serialized_start=1528
-  _globals['_CELL']._serialized_end=1651
-  _globals['_ROW']._serialized_start=1653
-  _globals['_ROW']._serialized_end=1694
-  _globals['_RESULTROWS']._serialized_start=1696
-  _globals['_RESULTROWS']._serialized_end=1742
-  _globals['_JOBCOMPLETED']._serialized_start=1744
-  _globals['_JOBCOMPLETED']._serialized_end=1849
-  _globals['_GETJOBREQUEST']._serialized_start=1851
-  _globals['_GETJOBREQUEST']._serialized_end=1882
-  _globals['_JOBRECORD']._serialized_start=1885
-  _globals['_JOBRECORD']._serialized_end=2194
-  _globals['_ANALYSTSERVICE']._serialized_start=2197
-  _globals['_ANALYSTSERVICE']._serialized_end=2599
+  _globals['_JOBEVENT']._serialized_end=1049
+  _globals['_ENCRYPTEDRESULTHEADER']._serialized_start=1052
+  _globals['_ENCRYPTEDRESULTHEADER']._serialized_end=1206
+  _globals['_RESULTBYTES']._serialized_start=1208
+  _globals['_RESULTBYTES']._serialized_end=1235
+  _globals['_JOBACCEPTED']._serialized_start=1237
+  _globals['_JOBACCEPTED']._serialized_end=1344
+  _globals['_JOBPROGRESS']._serialized_start=1346
+  _globals['_JOBPROGRESS']._serialized_end=1403
+  _globals['_RESULTCOLUMN']._serialized_start=1405
+  _globals['_RESULTCOLUMN']._serialized_end=1447
+  _globals['_RESULTHEADER']._serialized_start=1449
+  _globals['_RESULTHEADER']._serialized_end=1528
+  _globals['_RESULTCHUNK']._serialized_start=1530
+  _globals['_RESULTCHUNK']._serialized_end=1607
+  _globals['_COLUMNCHUNK']._serialized_start=1609
+  _globals['_COLUMNCHUNK']._serialized_end=1735
+  _globals['_JOBCOMPLETED']._serialized_start=1737
+  _globals['_JOBCOMPLETED']._serialized_end=1842
+  _globals['_GETJOBREQUEST']._serialized_start=1844
+  _globals['_GETJOBREQUEST']._serialized_end=1875
+  _globals['_JOBRECORD']._serialized_start=1878
+  _globals['_JOBRECORD']._serialized_end=2153
+  _globals['_JOBRECORDPART']._serialized_start=2155
+  _globals['_JOBRECORDPART']._serialized_end=2274
+  _globals['_ANALYSTSERVICE']._serialized_start=2277
+  _globals['_ANALYSTSERVICE']._serialized_end=2685
 # @@protoc_insertion_point(module_scope)

@@ -227,7 +227,7 @@ class JobEvent(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     RESULT_HEADER_FIELD_NUMBER: _builtins.int
-    RESULT_ROWS_FIELD_NUMBER: _builtins.int
+    RESULT_CHUNK_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
     ENCRYPTED_HEADER_FIELD_NUMBER: _builtins.int
     ENCRYPTED_BYTES_FIELD_NUMBER: _builtins.int
@@ -239,7 +239,7 @@ class JobEvent(_message.Message):
     @_builtins.property
     def result_header(self) -> Global___ResultHeader: ...
     @_builtins.property
-    def result_rows(self) -> Global___ResultRows: ...
+    def result_chunk(self) -> Global___ResultChunk: ...
     @_builtins.property
     def completed(self) -> Global___JobCompleted: ...
     @_builtins.property
@@ -253,16 +253,16 @@ class JobEvent(_message.Message):
         accepted: Global___JobAccepted | None = ...,
         progress: Global___JobProgress | None = ...,
         result_header: Global___ResultHeader | None = ...,
-        result_rows: Global___ResultRows | None = ...,
+        result_chunk: Global___ResultChunk | None = ...,
         completed: Global___JobCompleted | None = ...,
         encrypted_header: Global___EncryptedResultHeader | None = ...,
         encrypted_bytes: Global___ResultBytes | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "encrypted_bytes", b"encrypted_bytes", "encrypted_header", b"encrypted_header", "event", b"event", "progress", b"progress", "result_header", b"result_header", "result_rows", b"result_rows"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "encrypted_bytes", b"encrypted_bytes", "encrypted_header", b"encrypted_header", "event", b"event", "progress", b"progress", "result_chunk", b"result_chunk", "result_header", b"result_header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "encrypted_bytes", b"encrypted_bytes", "encrypted_header", b"encrypted_header", "event", b"event", "job_id", b"job_id", "progress", b"progress", "result_header", b"result_header", "result_rows", b"result_rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "completed", b"completed", "encrypted_bytes", b"encrypted_bytes", "encrypted_header", b"encrypted_header", "event", b"event", "job_id", b"job_id", "progress", b"progress", "result_chunk", b"result_chunk", "result_header", b"result_header"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "progress", "result_header", "result_rows", "completed", "encrypted_header", "encrypted_bytes"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "progress", "result_header", "result_chunk", "completed", "encrypted_header", "encrypted_bytes"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -435,78 +435,85 @@ class ResultHeader(_message.Message):
 Global___ResultHeader: _TypeAlias = ResultHeader  # noqa: Y015
 
 @_typing.final
-class Cell(_message.Message):
+class ResultChunk(_message.Message):
+    """A run of consecutive result rows, stored column by column. The chunks of a
+    result follow its ResultHeader in row order; each stays far below the gRPC
+    message limit.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    NULL_FIELD_NUMBER: _builtins.int
-    INT_VALUE_FIELD_NUMBER: _builtins.int
-    BIG_INT_VALUE_FIELD_NUMBER: _builtins.int
-    DOUBLE_VALUE_FIELD_NUMBER: _builtins.int
-    TEXT_VALUE_FIELD_NUMBER: _builtins.int
-    null: _builtins.bool
-    int_value: _builtins.int
-    big_int_value: _builtins.str
-    """decimal text of an integer outside int64"""
-    double_value: _builtins.float
-    text_value: _builtins.str
-    def __init__(
-        self,
-        *,
-        null: _builtins.bool = ...,
-        int_value: _builtins.int = ...,
-        big_int_value: _builtins.str = ...,
-        double_value: _builtins.float = ...,
-        text_value: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["big_int_value", b"big_int_value", "double_value", b"double_value", "int_value", b"int_value", "null", b"null", "text_value", b"text_value", "value", b"value"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["big_int_value", b"big_int_value", "double_value", b"double_value", "int_value", b"int_value", "null", b"null", "text_value", b"text_value", "value", b"value"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["null", "int_value", "big_int_value", "double_value", "text_value"]  # noqa: Y015
-    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
-
-Global___Cell: _TypeAlias = Cell  # noqa: Y015
-
-@_typing.final
-class Row(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CELLS_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    row_count: _builtins.int
     @_builtins.property
-    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___Cell]: ...
+    def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___ColumnChunk]:
+        """one per header column, in header order"""
+
     def __init__(
         self,
         *,
-        cells: _abc.Iterable[Global___Cell] | None = ...,
+        row_count: _builtins.int = ...,
+        columns: _abc.Iterable[Global___ColumnChunk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "row_count", b"row_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Row: _TypeAlias = Row  # noqa: Y015
+Global___ResultChunk: _TypeAlias = ResultChunk  # noqa: Y015
 
 @_typing.final
-class ResultRows(_message.Message):
+class ColumnChunk(_message.Message):
+    """One column of a ResultChunk. The non-NULL values of a column all have one type
+    and sit, in row order, in exactly one of ints, doubles or texts (all three are
+    empty when every row is NULL).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    ROWS_FIELD_NUMBER: _builtins.int
+    NULL_BITMAP_FIELD_NUMBER: _builtins.int
+    INTS_FIELD_NUMBER: _builtins.int
+    DOUBLES_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    BIG_INT_ROWS_FIELD_NUMBER: _builtins.int
+    BIG_INT_VALUES_FIELD_NUMBER: _builtins.int
+    null_bitmap: _builtins.bytes
+    """Bit i (least significant bit first) set: row i is NULL. Exactly
+    ceil(row_count / 8) bytes with zero padding bits, or empty when no row is NULL.
+    """
     @_builtins.property
-    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Row]: ...
+    def ints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def doubles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def big_int_rows(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Integers outside int64: their rows (ascending, non-NULL) and decimal text;
+        ints holds 0 at those rows.
+        """
+
+    @_builtins.property
+    def big_int_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
-        rows: _abc.Iterable[Global___Row] | None = ...,
+        null_bitmap: _builtins.bytes = ...,
+        ints: _abc.Iterable[_builtins.int] | None = ...,
+        doubles: _abc.Iterable[_builtins.float] | None = ...,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
+        big_int_rows: _abc.Iterable[_builtins.int] | None = ...,
+        big_int_values: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["big_int_rows", b"big_int_rows", "big_int_values", b"big_int_values", "doubles", b"doubles", "ints", b"ints", "null_bitmap", b"null_bitmap", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ResultRows: _TypeAlias = ResultRows  # noqa: Y015
+Global___ColumnChunk: _TypeAlias = ColumnChunk  # noqa: Y015
 
 @_typing.final
 class JobCompleted(_message.Message):
@@ -570,7 +577,6 @@ class JobRecord(_message.Message):
     CONTRIBUTING_NODES_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     RESULT_HEADER_FIELD_NUMBER: _builtins.int
-    ROWS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     sql: _builtins.str
     protocol: _builtins.str
@@ -584,9 +590,9 @@ class JobRecord(_message.Message):
     @_builtins.property
     def error(self) -> _common_pb2.Error: ...
     @_builtins.property
-    def result_header(self) -> Global___ResultHeader: ...
-    @_builtins.property
-    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Row]: ...
+    def result_header(self) -> Global___ResultHeader:
+        """set when the job released a table"""
+
     def __init__(
         self,
         *,
@@ -601,12 +607,39 @@ class JobRecord(_message.Message):
         contributing_nodes: _builtins.int = ...,
         error: _common_pb2.Error | None = ...,
         result_header: Global___ResultHeader | None = ...,
-        rows: _abc.Iterable[Global___Row] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result_header", b"result_header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contributing_nodes", b"contributing_nodes", "dataset", b"dataset", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "protocol", b"protocol", "result_header", b"result_header", "rows", b"rows", "selected_nodes", b"selected_nodes", "sql", b"sql", "status", b"status", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contributing_nodes", b"contributing_nodes", "dataset", b"dataset", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "protocol", b"protocol", "result_header", b"result_header", "selected_nodes", b"selected_nodes", "sql", b"sql", "status", b"status", "submitted_at", b"submitted_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobRecord: _TypeAlias = JobRecord  # noqa: Y015
+
+@_typing.final
+class JobRecordPart(_message.Message):
+    """GetJob's stream: the record first, then its result table's chunks (if any)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_FIELD_NUMBER: _builtins.int
+    RESULT_CHUNK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def record(self) -> Global___JobRecord: ...
+    @_builtins.property
+    def result_chunk(self) -> Global___ResultChunk: ...
+    def __init__(
+        self,
+        *,
+        record: Global___JobRecord | None = ...,
+        result_chunk: Global___ResultChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part", "record", b"record", "result_chunk", b"result_chunk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part", "record", b"record", "result_chunk", b"result_chunk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["record", "result_chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___JobRecordPart: _TypeAlias = JobRecordPart  # noqa: Y015

@@ -54,10 +54,10 @@ class AnalystServiceStub:
                 request_serializer=federation_dot_v1_dot_analyst__pb2.SubmitQueryRequest.SerializeToString,
                 response_deserializer=federation_dot_v1_dot_analyst__pb2.JobEvent.FromString,
                 _registered_method=True)
-        self.GetJob = channel.unary_unary(
+        self.GetJob = channel.unary_stream(
                 '/federation.v1.AnalystService/GetJob',
                 request_serializer=federation_dot_v1_dot_analyst__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=federation_dot_v1_dot_analyst__pb2.JobRecord.FromString,
+                response_deserializer=federation_dot_v1_dot_analyst__pb2.JobRecordPart.FromString,
                 _registered_method=True)
 
 
@@ -94,7 +94,7 @@ class AnalystServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """A recorded job and its outcome.
+        """A recorded job and its outcome: the record, then its result (if any) in chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,10 +123,10 @@ def add_AnalystServiceServicer_to_server(servicer, server):
                     request_deserializer=federation_dot_v1_dot_analyst__pb2.SubmitQueryRequest.FromString,
                     response_serializer=federation_dot_v1_dot_analyst__pb2.JobEvent.SerializeToString,
             ),
-            'GetJob': grpc.unary_unary_rpc_method_handler(
+            'GetJob': grpc.unary_stream_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=federation_dot_v1_dot_analyst__pb2.GetJobRequest.FromString,
-                    response_serializer=federation_dot_v1_dot_analyst__pb2.JobRecord.SerializeToString,
+                    response_serializer=federation_dot_v1_dot_analyst__pb2.JobRecordPart.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,12 +258,12 @@ class AnalystService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/federation.v1.AnalystService/GetJob',
             federation_dot_v1_dot_analyst__pb2.GetJobRequest.SerializeToString,
-            federation_dot_v1_dot_analyst__pb2.JobRecord.FromString,
+            federation_dot_v1_dot_analyst__pb2.JobRecordPart.FromString,
             options,
             channel_credentials,
             insecure,

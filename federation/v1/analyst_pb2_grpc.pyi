@@ -41,8 +41,8 @@ class AnalystServiceStub:
     """Run an aggregate query. Streams progress, then the result in chunks.
     A failed job ends the stream with a gRPC status naming the problem.
     """
-    GetJob: _grpc.UnaryUnaryMultiCallable[_analyst_pb2.GetJobRequest, _analyst_pb2.JobRecord]
-    """A recorded job and its outcome."""
+    GetJob: _grpc.UnaryStreamMultiCallable[_analyst_pb2.GetJobRequest, _analyst_pb2.JobRecordPart]
+    """A recorded job and its outcome: the record, then its result (if any) in chunks."""
 
 @_typing.type_check_only
 class AnalystServiceAsyncStub(AnalystServiceStub):
@@ -57,8 +57,8 @@ class AnalystServiceAsyncStub(AnalystServiceStub):
     """Run an aggregate query. Streams progress, then the result in chunks.
     A failed job ends the stream with a gRPC status naming the problem.
     """
-    GetJob: _aio.UnaryUnaryMultiCallable[_analyst_pb2.GetJobRequest, _analyst_pb2.JobRecord]  # type: ignore[assignment]
-    """A recorded job and its outcome."""
+    GetJob: _aio.UnaryStreamMultiCallable[_analyst_pb2.GetJobRequest, _analyst_pb2.JobRecordPart]  # type: ignore[assignment]
+    """A recorded job and its outcome: the record, then its result (if any) in chunks."""
 
 class AnalystServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -100,7 +100,7 @@ class AnalystServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _analyst_pb2.GetJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_analyst_pb2.JobRecord, _abc.Awaitable[_analyst_pb2.JobRecord]]:
-        """A recorded job and its outcome."""
+    ) -> _typing.Union[_abc.Iterator[_analyst_pb2.JobRecordPart], _abc.AsyncIterator[_analyst_pb2.JobRecordPart]]:
+        """A recorded job and its outcome: the record, then its result (if any) in chunks."""
 
 def add_AnalystServiceServicer_to_server(servicer: AnalystServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -55,3 +55,44 @@ def test_reregistration_replaces_a_nodes_datasets(tmp_path: Path) -> None:
     store.record_registration("n", (other,), "v2")
     assert store.nodes()[0].datasets == (other,)
     store.close()
+
+
+def test_large_results_are_stored_compactly_and_exactly(tmp_path: Path) -> None:
+    n = 200_000
+    table = ResultTable.from_columns(
+        ("g", "n", "m"),
+        (ColumnKind.GROUP, ColumnKind.INTEGER, ColumnKind.DOUBLE),
+        [
+            [f"v{i % 400}" for i in range(n)],
+            [i if i % 7 else None for i in range(n)],
+            [i / 3 if i % 2 else None for i in range(n)],
+        ],
+    )
+    store = Store(tmp_path / "state.db")
+    store.record_job_started("j", "SELECT", Protocol.SECAGG, "t", 1.0)
+    store.record_job_succeeded("j", table, 3, 2.0)
+    assert store.job("j").result == table
+    size = (tmp_path / "state.db").stat().st_size + (tmp_path / "state.db-wal").stat().st_size
+    assert size < 6 * 2**20  # compressed, not one JSON list per row
+    store.close()
+
+
+def test_results_recorded_as_row_json_by_an_earlier_version_still_load(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, sql TEXT NOT NULL, protocol TEXT NOT NULL, "
+        "dataset TEXT NOT NULL, status TEXT NOT NULL, submitted_at REAL NOT NULL, "
+        "finished_at REAL, selected_nodes INTEGER NOT NULL DEFAULT 0, "
+        "contributing_nodes INTEGER NOT NULL DEFAULT 0, error_code TEXT, error_message TEXT, "
+        "result_json TEXT, result_digest TEXT);"
+        "INSERT INTO jobs VALUES ('j', 'SELECT', 'secagg', 't', 'succeeded', 1, 2, 3, 3, NULL, "
+        'NULL, \'{"columns": ["n"], "kinds": ["integer"], "rows": [[5]]}\', NULL);'
+    )
+    old.commit()
+    old.close()
+    store = Store(db)
+    assert store.job("j").result == ResultTable(("n",), (ColumnKind.INTEGER,), ((5,),))
+    store.close()

@@ -39,12 +39,14 @@ from federation.protocols.secagg.messages import (
 from federation.schema import Classification, Column, ColumnType, DatasetSchema
 from federation.table import ColumnKind, ResultTable
 from federation.transport import serde, serde_node
+from federation.transport.options import MAX_MESSAGE_BYTES
 from federation.transport.serde_node import (
     CHUNK_ELEMENTS,
     UNKNOWN_SLOT,
     MaskedInputChunk,
     VectorAssembler,
 )
+from federation.v1 import analyst_pb2
 
 SCHEMA = DatasetSchema(
     "patients",
@@ -152,31 +154,126 @@ def test_vector_assembler_rejects_bad_chunks() -> None:
         asm.add(MaskedInputChunk("j", 0, 5, b"\0" * 8))
 
 
-cells = st.one_of(
-    st.none(),
-    st.integers(min_value=-(2**200), max_value=2**200),
-    st.floats(allow_nan=False),
-    st.text(max_size=20),
+def _roundtrip(table: ResultTable, chunk_bytes: int = serde.CHUNK_BYTES) -> ResultTable:
+    """Encode into chunks, serialize, parse and decode, as the wire does."""
+    assembler = serde.ResultAssembler(serde.table_header_to_proto(table))
+    for chunk in serde.result_chunks(table, chunk_bytes):
+        assembler.add(analyst_pb2.ResultChunk.FromString(chunk.SerializeToString()))
+    return assembler.table()
+
+
+def _column(values: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(st.none(), values)
+
+
+row_strategy = st.tuples(
+    _column(st.text(max_size=20)),
+    _column(st.integers(min_value=-(2**200), max_value=2**200)),
+    _column(st.floats()),
+    _column(st.integers(min_value=-(2**63), max_value=2**63 - 1)),
 )
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(cells, cells, cells), max_size=30))
-def test_result_rows_roundtrip(rows: list[tuple[object, object, object]]) -> None:
-    table = ResultTable(
-        ("a", "b", "c"), (ColumnKind.GROUP, ColumnKind.INTEGER, ColumnKind.DOUBLE), tuple(rows)
-    )  # type: ignore[arg-type]
-    header = serde.table_header_to_proto(table)
-    names, kinds, count = serde.table_header_from_proto(header)
-    back = tuple(serde.rows_from_proto(serde.rows_to_proto(table.rows), len(names)))
-    assert (names, kinds, count) == (table.columns, table.kinds, len(rows))
-    assert back == table.rows
+@settings(max_examples=60, deadline=None)
+@given(st.lists(row_strategy, max_size=40), st.integers(min_value=1, max_value=400))
+def test_result_tables_roundtrip_in_column_chunks(
+    rows: list[tuple[object, ...]], chunk_bytes: int
+) -> None:
+    kinds = (ColumnKind.GROUP, ColumnKind.INTEGER, ColumnKind.DOUBLE, ColumnKind.INTEGER)
+    table = ResultTable(("a", "b", "c", "d"), kinds, tuple(rows))  # type: ignore[arg-type]
+    back = _roundtrip(table, chunk_bytes)
+    assert (back.columns, back.kinds) == (table.columns, table.kinds)
+    # repr: NaN equals itself, -0.0 differs from 0.0, 1 differs from 1.0
+    assert repr(back.rows) == repr(table.rows)
+    assert [[type(v) for v in r] for r in back.rows] == [[type(v) for v in r] for r in rows]
 
 
-def test_rows_with_wrong_width_are_refused() -> None:
-    raw = serde.rows_to_proto([(1, 2)])
-    with pytest.raises(FederationError, match="cells"):
-        list(serde.rows_from_proto(raw, 3))
+def test_large_results_travel_in_several_chunks_below_the_message_limit() -> None:
+    n = 300_000
+    table = ResultTable.from_columns(
+        ("g", "n", "m"),
+        (ColumnKind.GROUP, ColumnKind.INTEGER, ColumnKind.DOUBLE),
+        [
+            [f"label-{i % 977}" for i in range(n)],
+            [i * 7_919 if i % 3 else None for i in range(n)],
+            [i / 7 if i % 5 else None for i in range(n)],
+        ],
+    )
+    chunks = list(serde.result_chunks(table))
+    assert len(chunks) > 1
+    assert all(c.ByteSize() < MAX_MESSAGE_BYTES // 2 for c in chunks)
+    back = _roundtrip(table)
+    assert back == table
+    frame = back.to_pandas()
+    assert str(frame["n"].dtype) == "Int64"
+    assert frame["n"].isna().sum() == n // 3
+    assert frame["m"].isna().sum() == n // 5
+    assert frame.equals(table.to_pandas())
+
+
+def test_a_column_mixing_value_types_is_not_encoded() -> None:
+    table = ResultTable(("a",), (ColumnKind.GROUP,), (("x",), (1,)))
+    with pytest.raises(TypeError, match="one type per column"):
+        list(serde.result_chunks(table))
+
+
+def _chunk(**column: object) -> analyst_pb2.ResultChunk:
+    rows = column.pop("rows", 3)
+    return analyst_pb2.ResultChunk(row_count=rows, columns=[analyst_pb2.ColumnChunk(**column)])  # type: ignore[arg-type]
+
+
+def _decode(*chunks: analyst_pb2.ResultChunk, rows: int = 3, width: int = 1) -> ResultTable:
+    header = analyst_pb2.ResultHeader(
+        columns=[analyst_pb2.ResultColumn(name=f"c{i}", kind="integer") for i in range(width)],
+        row_count=rows,
+    )
+    assembler = serde.ResultAssembler(header)
+    for chunk in chunks:
+        assembler.add(chunk)
+    return assembler.table()
+
+
+def test_valid_chunks_decode() -> None:
+    table = _decode(
+        _chunk(
+            ints=[1, 0],
+            null_bitmap=bytes([0b010]),
+            big_int_rows=[2],
+            big_int_values=["-" + "9" * 30],
+        )
+    )
+    assert table.rows == ((1,), (None,), (-int("9" * 30),))
+
+
+@pytest.mark.parametrize(
+    ("chunk", "match"),
+    [
+        (analyst_pb2.ResultChunk(row_count=3), "has 0 columns, the header declares 1"),
+        (_chunk(ints=[1, 2]), "carries 2 values for 3 non-NULL rows"),
+        (_chunk(ints=[1, 2, 3, 4]), "carries 4 values for 3 non-NULL rows"),
+        (_chunk(ints=[1], doubles=[1.0, 2.0]), "mixes value types"),
+        (_chunk(ints=[1, 2], null_bitmap=b"\x01\x00"), "2-byte null bitmap; 3 rows need 1"),
+        (_chunk(ints=[1, 2], null_bitmap=b"\x09"), "padding bits set"),
+        (_chunk(ints=[1, 2, 3], big_int_rows=[1], big_int_values=["12x"]), "malformed integer"),
+        (_chunk(ints=[1, 2, 3], big_int_rows=[1], big_int_values=[""]), "malformed integer"),
+        (_chunk(ints=[1, 2, 3], big_int_rows=[1], big_int_values=["1" * 5000]), "malformed"),
+        (_chunk(ints=[1, 2, 3], big_int_rows=[1, 2], big_int_values=["5"]), "2 big-integer rows"),
+        (_chunk(ints=[1, 2, 3], big_int_rows=[3], big_int_values=["5"]), "out of range"),
+        (_chunk(ints=[1, 2, 3], big_int_rows=[2, 1], big_int_values=["5", "6"]), "out of order"),
+        (_chunk(ints=[1, 2], null_bitmap=b"\x02", big_int_rows=[1], big_int_values=["5"]), "NULL"),
+        (_chunk(doubles=[1.0, 2.0, 3.0], big_int_rows=[1], big_int_values=["5"]), "outside an int"),
+        (_chunk(rows=4, ints=[1, 2, 3, 4]), "overflows the 3 rows announced"),
+        (_chunk(rows=0), "overflows"),
+    ],
+)
+def test_malformed_chunks_are_refused(chunk: analyst_pb2.ResultChunk, match: str) -> None:
+    with pytest.raises(FederationError, match=match):
+        _decode(chunk)
+
+
+def test_missing_rows_are_refused() -> None:
+    with pytest.raises(FederationError, match="announced 3 rows but 2 arrived"):
+        _decode(_chunk(rows=2, ints=[1, 2]))
 
 
 def test_directory_and_job_records_roundtrip() -> None:
@@ -203,7 +300,13 @@ def test_directory_and_job_records_roundtrip() -> None:
             None,
         ),
     ):
-        assert serde.job_record_from_proto(serde.job_record_to_proto(record)) == record
+        parts = [
+            analyst_pb2.JobRecordPart.FromString(p.SerializeToString())
+            for p in serde.job_record_to_proto(record)
+        ]
+        assert serde.job_record_from_proto(iter(parts)) == record
+    with pytest.raises(FederationError, match="must start with the record"):
+        serde.job_record_from_proto(iter([]))
 
 
 def test_unknown_protocol_name_is_a_clear_error() -> None:
