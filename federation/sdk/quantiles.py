@@ -79,8 +79,14 @@ def _histograms(result: QueryResult, groups: int) -> dict[Group, list[int]]:
     counts: dict[Group, list[int]] = defaultdict(lambda: [0] * (BUCKETS + 2))
     for row in result.rows:
         group, bucket, n = row[:groups], row[groups], row[groups + 1]
-        if bucket is None or not isinstance(n, int):
+        if bucket is None:
             continue  # the NULL bucket: rows whose value is NULL (n is 0)
+        if not isinstance(n, int):
+            raise QueryError(
+                "a histogram bucket of the quantile search came back suppressed (a node's "
+                "minimum cell size); the dataset's policy does not allow this quantile: "
+                "narrow bins would single out few records"
+            )
         counts[tuple(group)][int(bucket)] += n
     return counts
 
