@@ -30,6 +30,7 @@ from federation.messages import (
     NodeInfo,
     Registration,
 )
+from federation.policy import DEFAULT_POLICY, Policy, strictest
 from federation.schema import DatasetSchema
 from federation.transport.backend import Outbox
 
@@ -51,6 +52,8 @@ class NodeSession:
     peer: str
     last_seen: float
     mask_public_key: bytes = b""
+    policies: dict[str, Policy] = field(default_factory=dict)
+    """The node's declared policy per dataset (absent: the default policy)."""
     session_id: int = field(default_factory=lambda: next(_session_ids))
     online: bool = True
 
@@ -87,13 +90,26 @@ class Directory:
             if schema.name in datasets:
                 raise ConfigError(f"node {name!r} registers dataset {schema.name!r} twice")
             datasets[schema.name] = schema
-        self._store.record_registration(name, registration.datasets, registration.agent_version)
+        unknown = sorted({d for d, _ in registration.policies} - set(datasets))
+        if unknown:
+            raise ConfigError(f"node {name!r} declares policies for unserved dataset(s) {unknown}")
+        policies = {d: registration.policy(d) for d in datasets}
+        declared = tuple(sorted(policies.items()))
+        self._store.record_registration(
+            name, registration.datasets, registration.agent_version, declared
+        )
         now = time.time()
         with self._lock:
             first = self._known[name].first_seen if name in self._known else now
-            self._known[name] = NodeRow(name, first, now, registration.datasets)
+            self._known[name] = NodeRow(name, first, now, registration.datasets, declared)
         session = NodeSession(
-            name, outbox, datasets, peer, time.time(), registration.mask_public_key
+            name,
+            outbox,
+            datasets,
+            peer,
+            time.time(),
+            registration.mask_public_key,
+            policies,
         )
         with self._lock:
             old = self._sessions.get(name)
@@ -166,9 +182,11 @@ class Directory:
         """The logical datasets: schema, node counts and whether their nodes agree."""
         online = {s.name for s in self.online_sessions()}
         by_name: dict[str, list[tuple[str, DatasetSchema]]] = {}
+        policy_of: dict[tuple[str, str], Policy] = {}
         for row in self._rows():
             for schema in row.datasets:
                 by_name.setdefault(schema.name, []).append((row.name, schema))
+                policy_of[(row.name, schema.name)] = row.policy(schema.name)
         infos = []
         for name in sorted(by_name):
             entries = by_name[name]
@@ -186,9 +204,18 @@ class Directory:
                     online_node_count=len(live),
                     status=status,
                     detail=detail,
+                    policy=strictest(policy_of[(n, name)] for n, _ in considered),
                 )
             )
         return infos
+
+    @staticmethod
+    def min_cell_size(dataset: str, sessions: list[NodeSession]) -> int:
+        """The threshold a job over ``sessions`` must suppress below: the largest of
+        their declared minimum cell sizes for ``dataset``."""
+        return max(
+            (s.policies.get(dataset, DEFAULT_POLICY).min_cell_size for s in sessions), default=1
+        )
 
     def plan_targets(self, dataset: str, minimum: int) -> tuple[DatasetSchema, list[NodeSession]]:
         """The agreed schema of ``dataset`` and the online nodes serving it.

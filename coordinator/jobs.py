@@ -178,6 +178,7 @@ class JobManager:
             fingerprint=bound.fingerprint,
             round_timeout=self._settings.round_timeout,
             on_progress=progress,
+            min_cell_size=self._directory.min_cell_size(bound.dataset, sessions),
         )
         job.run = run
         result = run.run()
@@ -187,7 +188,9 @@ class JobManager:
                 f"only {contributors} node(s) completed the protocol; at least "
                 f"{self._settings.min_nodes} are required before a result is released"
             )
-        table = finalize(bound, result.vector)
+        # Suppress small groups on the securely aggregated counts, at the threshold
+        # every node checked before computing (the largest of their policies').
+        table = finalize(bound, result.vector, min_cell_size=run.min_cell_size)
         finished = time.time()
         self._store.record_job_succeeded(job.job_id, table, contributors, finished)
         log.info(

@@ -47,6 +47,7 @@ class SecAggRun:
         fingerprint: str,
         round_timeout: float,
         on_progress: ProgressCallback | None = None,
+        min_cell_size: int = 1,
     ) -> None:
         if len(sessions) != params.slots:
             raise ValueError("one session per slot is required")
@@ -60,6 +61,8 @@ class SecAggRun:
         self._round_timeout = round_timeout
         self._on_progress = on_progress
         self._task = {"dataset": dataset, "sql": sql, "fingerprint": fingerprint}
+        self.min_cell_size = min_cell_size
+        """Announced to every node; the job's result suppresses groups below it."""
 
     @property
     def job_id(self) -> str:
@@ -136,6 +139,7 @@ class SecAggRun:
                     fingerprint=self._task["fingerprint"],
                     protocol=Protocol.SECAGG,
                     round_timeout=self._round_timeout,
+                    min_cell_size=self.min_cell_size,
                     secagg=SecAggSetup(
                         slots=p.slots,
                         slot=slot,

@@ -19,6 +19,7 @@ from typing import Any
 
 from federation.errors import UnknownJobError
 from federation.messages import ErrorInfo, JobRecord, JobStatus, Protocol
+from federation.policy import DEFAULT_POLICY, Policy
 from federation.schema import DatasetSchema
 from federation.table import ColumnKind, ResultTable, paused_gc
 
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS node_datasets (
     schema_json TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     registered_at REAL NOT NULL,
+    policy_json TEXT,
     PRIMARY KEY (node_name, dataset)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -70,6 +72,12 @@ class NodeRow:
     first_seen: float
     last_seen: float
     datasets: tuple[DatasetSchema, ...]
+    policies: tuple[tuple[str, Policy], ...] = ()
+    """(dataset, policy) as the node declared them; absent: the default policy."""
+
+    def policy(self, dataset: str) -> Policy:
+        """The node's policy for ``dataset``."""
+        return dict(self.policies).get(dataset, DEFAULT_POLICY)
 
 
 def _table_to_blob(table: ResultTable) -> bytes:
@@ -126,6 +134,9 @@ class Store:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
             if "result_blob" not in columns:  # a database created before columnar results
                 self._db.execute("ALTER TABLE jobs ADD COLUMN result_blob BLOB")
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(node_datasets)")}
+            if "policy_json" not in columns:  # a database created before dataset policies
+                self._db.execute("ALTER TABLE node_datasets ADD COLUMN policy_json TEXT")
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_version', ?)",
                 (STORE_VERSION,),
@@ -143,10 +154,16 @@ class Store:
     # --- directory ---------------------------------------------------------
 
     def record_registration(
-        self, name: str, datasets: tuple[DatasetSchema, ...], agent_version: str
+        self,
+        name: str,
+        datasets: tuple[DatasetSchema, ...],
+        agent_version: str,
+        policies: tuple[tuple[str, Policy], ...] = (),
     ) -> None:
-        """Upsert a node and replace the dataset schemas it serves, atomically."""
+        """Upsert a node and replace the dataset schemas (and policies) it serves,
+        atomically."""
         now = time.time()
+        declared = dict(policies)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -159,9 +176,19 @@ class Store:
                 self._db.execute("DELETE FROM node_datasets WHERE node_name = ?", (name,))
                 self._db.executemany(
                     "INSERT INTO node_datasets "
-                    "(node_name, dataset, schema_json, fingerprint, registered_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(name, s.name, s.to_json(), s.fingerprint(), now) for s in datasets],
+                    "(node_name, dataset, schema_json, fingerprint, registered_at, policy_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            name,
+                            s.name,
+                            s.to_json(),
+                            s.fingerprint(),
+                            now,
+                            declared.get(s.name, DEFAULT_POLICY).to_json(),
+                        )
+                        for s in datasets
+                    ],
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -179,13 +206,21 @@ class Store:
                 "SELECT name, first_seen, last_seen FROM nodes ORDER BY name"
             ).fetchall()
             ds = self._db.execute(
-                "SELECT node_name, schema_json FROM node_datasets ORDER BY node_name, dataset"
+                "SELECT node_name, schema_json, policy_json FROM node_datasets "
+                "ORDER BY node_name, dataset"
             ).fetchall()
         by_node: dict[str, list[DatasetSchema]] = {}
-        for node_name, schema_json in ds:
-            by_node.setdefault(node_name, []).append(DatasetSchema.from_json(schema_json))
+        policies: dict[str, list[tuple[str, Policy]]] = {}
+        for node_name, schema_json, policy_json in ds:
+            schema = DatasetSchema.from_json(schema_json)
+            by_node.setdefault(node_name, []).append(schema)
+            if policy_json is not None:
+                policies.setdefault(node_name, []).append(
+                    (schema.name, Policy.from_json(policy_json))
+                )
         return [
-            NodeRow(name, first, last, tuple(by_node.get(name, ()))) for name, first, last in nodes
+            NodeRow(name, first, last, tuple(by_node.get(name, ())), tuple(policies.get(name, ())))
+            for name, first, last in nodes
         ]
 
     # --- jobs ----------------------------------------------------------------

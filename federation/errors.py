@@ -20,6 +20,8 @@ changes meaning) and a gRPC status that the transport edge maps it to::
     │   ├── TooFewParticipantsError       too_few_participants  UNAVAILABLE
     │   └── RoundDeadlineError            round_deadline        DEADLINE_EXCEEDED
     ├── NodeTaskError                     node_task_failed      FAILED_PRECONDITION
+    ├── PolicyViolationError              policy_violation      PERMISSION_DENIED
+    │   └── DisclosureControlError        disclosure_control    FAILED_PRECONDITION
     ├── MessageTooLargeError              message_too_large     RESOURCE_EXHAUSTED
     ├── UnknownJobError                   unknown_job           NOT_FOUND
     ├── CoordinatorUnavailableError       unavailable           UNAVAILABLE
@@ -36,10 +38,12 @@ __all__ = [
     "ConfigError",
     "CoordinatorUnavailableError",
     "DataError",
+    "DisclosureControlError",
     "FederationError",
     "MessageTooLargeError",
     "NodeTaskError",
     "NonAggregateQueryError",
+    "PolicyViolationError",
     "ProtocolError",
     "QueryError",
     "QuerySyntaxError",
@@ -160,6 +164,20 @@ class NodeTaskError(FederationError):
     """A node refused or failed its task; the message names the node and the reason."""
 
     code = "node_task_failed"
+
+
+class PolicyViolationError(FederationError):
+    """A dataset's policy forbids the query; the message names the rule (``federation.policy``)."""
+
+    code = "policy_violation"
+
+
+class DisclosureControlError(PolicyViolationError):
+    """Disclosure control cannot be guaranteed for this task (too small a query set at a
+    node, a cell-size threshold the task does not honour, a protocol under which
+    suppression cannot be enforced); the message names the rule."""
+
+    code = "disclosure_control"
 
 
 class MessageTooLargeError(FederationError):

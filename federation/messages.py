@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from federation.policy import DEFAULT_POLICY, Policy
 from federation.protocols.secagg.messages import (
     KeyAdvertisement,
     KeyRoster,
@@ -124,6 +125,13 @@ class Registration:
     protocol_version: int = PROTOCOL_VERSION
     mask_public_key: bytes = b""
     """X25519 session key from which the node's zero-sum masks are derived."""
+    policies: tuple[tuple[str, Policy], ...] = ()
+    """(dataset name, policy) for each dataset; a dataset not listed has
+    :data:`~federation.policy.DEFAULT_POLICY`."""
+
+    def policy(self, dataset: str) -> Policy:
+        """The policy the node declares for ``dataset``."""
+        return dict(self.policies).get(dataset, DEFAULT_POLICY)
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,9 @@ class TaskAssignment:
     round_timeout: float
     secagg: SecAggSetup | None = None
     he: HESetup | None = None
+    min_cell_size: int = 1
+    """The coordinator suppresses released groups with ``0 < rows <`` this (the largest
+    of the job's nodes' minimum cell sizes); a node refuses a smaller one than its own."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +266,9 @@ class DatasetInfo:
     online_node_count: int
     status: DatasetStatus = DatasetStatus.OK
     detail: str = ""
+    policy: Policy = DEFAULT_POLICY
+    """The strictest of its nodes' policies (:func:`~federation.policy.strictest`): what
+    a job over them obeys. DP budget and approval mode are declared, not enforced yet."""
 
 
 @dataclass(frozen=True)

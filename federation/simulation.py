@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from federation.errors import ConfigError, CoordinatorUnavailableError
+from federation.policy import DEFAULT_POLICY, Policy
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.sdk.client import Client
 
@@ -94,6 +95,7 @@ def simulate(
     *,
     dropout: Mapping[int, str] | None = None,
     schemas: Mapping[str, DatasetSchema] | None = None,
+    policies: Mapping[str, Policy | Sequence[Policy]] | None = None,
     round_timeout: float = 30.0,
     min_nodes: int = 3,
     dropout_tolerance: float = 0.4,
@@ -109,6 +111,9 @@ def simulate(
         dropout: Node index -> stage at which that node dies during its first task:
             ``"before_keys"``, ``"after_keys"``, ``"after_shares"`` or ``"after_upload"``.
         schemas: Explicit schemas by dataset name (inferred from the data otherwise).
+        policies: Dataset name -> its :class:`~federation.policy.Policy` on every node,
+            or one policy per partition (node ``i`` gets the ``i``-th). A dataset not
+            named gets :data:`~federation.policy.DEFAULT_POLICY`, as in a deployment.
         round_timeout: Seconds a protocol round waits for silent nodes.
         min_nodes: Fewest nodes whose data a released result may combine.
         dropout_tolerance: Fraction of each node's neighbourhood that may drop out
@@ -155,6 +160,7 @@ def simulate(
             name: (schemas or {}).get(name) or infer_schema(name, parts)
             for name, parts in datasets.items()
         }
+        node_policies = _node_policies(policies or {}, datasets, all_schemas)
         configs = []
         for i in range(node_count):
             node_dir = root / f"node-{i}"
@@ -164,7 +170,14 @@ def simulate(
                 if i < len(parts):
                     path = node_dir / f"{name}.parquet"
                     _write_partition(parts[i], all_schemas[name], path)
-                    served.append(DatasetConfig(all_schemas[name], path, SourceFormat.PARQUET))
+                    served.append(
+                        DatasetConfig(
+                            all_schemas[name],
+                            path,
+                            SourceFormat.PARQUET,
+                            policy=node_policies[name][i],
+                        )
+                    )
             configs.append((f"node-{i}", served))
 
         coordinator = Coordinator(
@@ -194,6 +207,29 @@ def simulate(
         client = Client(server.address)
         stack.callback(client.close)
         yield client
+
+
+def _node_policies(
+    policies: Mapping[str, Policy | Sequence[Policy]],
+    datasets: Mapping[str, Sequence[pd.DataFrame]],
+    schemas: Mapping[str, DatasetSchema],
+) -> dict[str, list[Policy]]:
+    """Every dataset's policy on each of its nodes, validated against its schema."""
+    unknown = sorted(set(policies) - set(datasets))
+    if unknown:
+        raise ConfigError(f"policies name dataset(s) {unknown} that simulate() was not given")
+    out: dict[str, list[Policy]] = {}
+    for name, parts in datasets.items():
+        given = policies.get(name, DEFAULT_POLICY)
+        per_node = [given] * len(parts) if isinstance(given, Policy) else list(given)
+        if len(per_node) != len(parts) or not all(isinstance(p, Policy) for p in per_node):
+            raise ConfigError(
+                f"policies[{name!r}] must be one Policy or one per partition ({len(parts)})"
+            )
+        for policy in per_node:
+            policy.validate_for(schemas[name])
+        out[name] = per_node
+    return out
 
 
 def _start_threads(

@@ -88,6 +88,7 @@ class NodeAgent:
                         datasets=self.data.schemas,
                         agent_version=AGENT_VERSION,
                         mask_public_key=self._mask_keys.public_bytes,
+                        policies=self.data.policies,
                     )
                 )
             except CoordinatorUnavailableError as exc:

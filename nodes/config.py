@@ -22,7 +22,12 @@ A node config is a TOML file::
     type = "categorical"
     domain = ["F", "M"]
 
-Relative source paths are resolved against the config file's directory.
+    [dataset.policy]                 # optional; see federation.policy
+    min_cell_size = 5
+    min_query_set_size = 10
+
+Relative source paths are resolved against the config file's directory. A dataset
+without ``[dataset.policy]`` gets :data:`federation.policy.DEFAULT_POLICY`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import ConfigError
+from federation.policy import DEFAULT_POLICY, Policy
 from federation.schema import Column, DatasetSchema
 
 __all__ = [
@@ -74,6 +80,8 @@ class DatasetConfig:
     source: Path
     format: SourceFormat
     table: str | None = None
+    policy: Policy = DEFAULT_POLICY
+    """What the data holder allows the dataset to be used for (enforced by the node)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 
 def _dataset(raw: Mapping[str, Any], base: Path, index: int) -> DatasetConfig:
     where = f"dataset #{index + 1}"
-    _check_keys(raw, {"name", "source", "format", "table", "description", "column"}, where)
+    _check_keys(
+        raw, {"name", "source", "format", "table", "description", "column", "policy"}, where
+    )
     name = _require(raw, "name", str, where)
     where = f"dataset {name!r}"
     source = base / _require(raw, "source", str, where)
@@ -134,7 +144,14 @@ def _dataset(raw: Mapping[str, Any], base: Path, index: int) -> DatasetConfig:
         columns=tuple(Column.from_dict(c) for c in columns_raw),
         description=str(raw.get("description", "")),
     )
-    return DatasetConfig(schema=schema, source=source, format=fmt, table=table)
+    policy_raw = raw.get("policy")
+    policy = (
+        DEFAULT_POLICY
+        if policy_raw is None
+        else Policy.from_dict(policy_raw, where=f"{where}: [dataset.policy]")
+    )
+    policy.validate_for(schema)
+    return DatasetConfig(schema=schema, source=source, format=fmt, table=table, policy=policy)
 
 
 def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
@@ -206,4 +223,6 @@ def node_config_to_toml(config: NodeConfig) -> str:
         for column in dataset.schema.columns:
             lines += ["", "[[dataset.column]]"]
             lines += [f"{k} = {_toml_value(v)}" for k, v in column.to_dict().items()]
+        lines += ["", "[dataset.policy]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in dataset.policy.to_dict().items()]
     return "\n".join(lines) + "\n"

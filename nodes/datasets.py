@@ -14,6 +14,7 @@ import threading
 import duckdb
 
 from federation.errors import ConfigError, DataError
+from federation.policy import DEFAULT_POLICY, Policy
 from federation.schema import ColumnType, DatasetSchema
 from nodes.config import DatasetConfig, SourceFormat
 
@@ -51,6 +52,16 @@ class LocalData:
     def schemas(self) -> tuple[DatasetSchema, ...]:
         """The published schemas, in config order."""
         return tuple(d.schema for d in self._datasets.values())
+
+    @property
+    def policies(self) -> tuple[tuple[str, Policy], ...]:
+        """(dataset name, policy) of every dataset served."""
+        return tuple((name, d.policy) for name, d in self._datasets.items())
+
+    def policy(self, name: str) -> Policy:
+        """The policy of dataset ``name`` (the default policy if it is not served)."""
+        d = self._datasets.get(name)
+        return d.policy if d is not None else DEFAULT_POLICY
 
     def schema(self, name: str) -> DatasetSchema | None:
         """The schema of a served dataset, or None."""

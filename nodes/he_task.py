@@ -18,9 +18,8 @@ from federation.errors import FederationError, ProtocolError
 from federation.messages import EncryptedShare, ErrorInfo, TaskAssignment, TaskFailure
 from federation.protocols.he import SumSpec, mask_values
 from federation.protocols.he.registry import scheme
-from federation.query import compute_local
 from nodes.datasets import LocalData
-from nodes.task import Die, DropoutStage, Send, bind_assignment
+from nodes.task import Die, DropoutStage, Send, bind_assignment, compute_checked
 
 __all__ = ["HETask"]
 
@@ -127,11 +126,7 @@ class HETask:
         he = scheme(a.protocol.value)
         he.check_public_key(setup.public_key)
         started = time.perf_counter()
-        cursor = self._data.cursor()
-        try:
-            vector = compute_local(bound, cursor, self._data.relation(bound.dataset))
-        finally:
-            cursor.close()
+        vector = compute_checked(bound, self._data)
         self._spec = expected
         masked = mask_values(vector.view("int64"), expected, setup.slot, self._keys, peers)
         ciphertext = he.encrypt(setup.public_key, masked, expected)

@@ -27,6 +27,7 @@ from federation.messages import (
     TaskAssignment,
     TaskFailure,
 )
+from federation.policy_check import check_query_set, check_task, local_query_set_size
 from federation.protocols.secagg import (
     KeyRoster,
     NodeSecAgg,
@@ -37,7 +38,7 @@ from federation.protocols.secagg import (
 from federation.query import BoundQuery, bind_query, compute_local, parse_query
 from nodes.datasets import LocalData
 
-__all__ = ["DropoutStage", "SecAggTask", "bind_assignment"]
+__all__ = ["DropoutStage", "SecAggTask", "bind_assignment", "compute_checked"]
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,16 @@ Die = Callable[[], None]
 
 
 def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: int) -> BoundQuery:
-    """Bind the task's SQL against this node's own schema and check it is what was planned.
+    """Bind the task's SQL against this node's own schema, check it is what was planned
+    and that the dataset's policy allows it (before any data is touched).
 
     Raises:
         SchemaMismatchError: the node does not serve the dataset, or the computation
             it derives differs from the one the coordinator claims (fingerprint,
             vector length).
+        PolicyViolationError: the dataset's policy refuses the query (the message
+            names the rule); DisclosureControlError when the task would not honour
+            its disclosure control (:func:`federation.policy_check.check_task`).
     """
     schema = data.schema(assignment.dataset)
     if schema is None:
@@ -85,7 +90,29 @@ def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: 
         )
     if bound.vector_length != vector_length:
         raise SchemaMismatchError("the task's vector length does not match the query")
+    check_task(
+        bound,
+        data.policy(assignment.dataset),
+        homomorphic=assignment.protocol.homomorphic,
+        announced_min_cell_size=assignment.min_cell_size,
+    )
     return bound
+
+
+def compute_checked(bound: BoundQuery, data: LocalData) -> np.ndarray:
+    """The node's local vector, once its query set passes the dataset's policy.
+
+    Raises:
+        DisclosureControlError: the query's WHERE selects ``0 < rows <`` the policy's
+            minimum query set size at this node (nothing is sent).
+    """
+    cursor = data.cursor()
+    try:
+        vector = compute_local(bound, cursor, data.relation(bound.dataset))
+    finally:
+        cursor.close()
+    check_query_set(bound, data.policy(bound.dataset), local_query_set_size(bound, vector))
+    return vector
 
 
 class SecAggTask:
@@ -200,11 +227,7 @@ class SecAggTask:
         self._send(SecAggFromNode(self.job_id, self._machine.advertise_keys()))
 
     def _compute(self, bound: BoundQuery) -> np.ndarray:
-        cursor = self._data.cursor()
-        try:
-            return compute_local(bound, cursor, self._data.relation(bound.dataset))
-        finally:
-            cursor.close()
+        return compute_checked(bound, self._data)
 
     def _computed(self, future: Future[np.ndarray]) -> None:
         """Report a failed local computation at once, not at the masking round."""

@@ -27,6 +27,12 @@ count 0 and NULL aggregates when it has no rows (zero cells of a cross-tabulatio
 empty histogram bins); combinations involving a NULL group or an out-of-range
 WIDTH_BUCKET bucket only when they have rows. HAVING then keeps the rows where it is
 true, evaluated exactly (:func:`federation.query.outputs.evaluate`).
+
+Minimum cell size (``min_cell_size=k``, the dataset policies' threshold): a group
+with ``0 < rows < k`` is *suppressed*: its row is kept with its labels, and every
+aggregate and arithmetic output, the counts included, is NULL; HAVING sees NULL
+aggregates too (so a comparison drops the row). Zero cells are not suppressed. The
+decision reads the summed count only, so it reveals nothing a node's vector holds.
 """
 
 from __future__ import annotations
@@ -295,17 +301,30 @@ def _object_column(values: list[Any]) -> npt.NDArray[Any]:
 
 
 def _output_row(
-    bound: BoundQuery, values: dict[Any, int], labels: list[Any], key_index: dict[Any, int]
+    bound: BoundQuery,
+    values: dict[Any, int],
+    labels: list[Any],
+    key_index: dict[Any, int],
+    *,
+    suppressed: bool = False,
 ) -> tuple[Cell, ...] | None:
-    """One slot's output row, or None when HAVING drops it."""
+    """One slot's output row, or None when HAVING drops it (``suppressed``: every
+    aggregate is NULL, below the minimum cell size)."""
 
     def leaf(expr: ValueExpr) -> Value:
         if isinstance(expr, Aggregate):
-            return _exact(bound, expr, values)
+            return None if suppressed else _exact(bound, expr, values)
         return labels[key_index[expr]]  # type: ignore[no-any-return]
 
     if bound.having is not None and evaluate(bound.having, leaf) is not True:
         return None
+    if suppressed:
+        return tuple(
+            None
+            if isinstance(o.source, Aggregate | Negative | Binary)
+            else labels[key_index[o.source]]
+            for o in bound.outputs
+        )
     row: list[Cell] = []
     for out in bound.outputs:
         src = out.source
@@ -336,6 +355,7 @@ def _slot_rows(
     fields: dict[Any, npt.NDArray[Any]],
     slots: npt.NDArray[np.int64],
     groups: _Groups,
+    min_cell_size: int = 1,
 ) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]:
     """The rows of the given slots, one slot at a time: (kept slots, output columns)."""
     choices, sparse, key_index = groups.choices, groups.sparse, groups.key_index
@@ -354,7 +374,11 @@ def _slot_rows(
         ):
             continue
         row = _output_row(
-            bound, values, [c[p] for c, p in zip(choices, pos, strict=True)], key_index
+            bound,
+            values,
+            [c[p] for c, p in zip(choices, pos, strict=True)],
+            key_index,
+            suppressed=0 < values[(FieldKind.ROWS, None)] < min_cell_size,
         )
         if row is not None:
             kept.append(slot)
@@ -404,8 +428,12 @@ def _shared_rows(
     return slots, columns
 
 
-def finalize(bound: BoundQuery, total: npt.NDArray[np.uint64]) -> ResultTable:
+def finalize(
+    bound: BoundQuery, total: npt.NDArray[np.uint64], *, min_cell_size: int = 1
+) -> ResultTable:
     """Build the result table from the elementwise sum (mod 2**64) of all node vectors.
+
+    Groups with ``0 < rows < min_cell_size`` are suppressed (see the module docstring).
 
     Raises:
         ProtocolError: ``total`` has the wrong shape or type, or is not a sum of valid
@@ -453,7 +481,7 @@ def finalize(bound: BoundQuery, total: npt.NDArray[np.uint64]) -> ResultTable:
         kept_columns.append(columns)
     others = np.flatnonzero(~empty)
     if len(others):
-        slots, columns = _slot_rows(bound, fields, others, groups)
+        slots, columns = _slot_rows(bound, fields, others, groups, min_cell_size)
         kept_slots.append(slots)
         kept_columns.append(columns)
     names = tuple(o.name for o in bound.outputs)

@@ -27,6 +27,7 @@ from federation.messages import (
     NodeInfo,
     Protocol,
 )
+from federation.policy import DEFAULT_POLICY, ApprovalMode, Policy
 from federation.schema import Classification, Column, ColumnType, DatasetSchema
 from federation.table import Cell, ColumnKind, NumericColumn, ResultTable, paused_gc
 from federation.transport.options import MAX_MESSAGE_BYTES
@@ -43,6 +44,8 @@ __all__ = [
     "job_record_to_proto",
     "node_info_from_proto",
     "node_info_to_proto",
+    "policy_from_proto",
+    "policy_to_proto",
     "protocol_from_wire",
     "result_chunks",
     "schema_from_proto",
@@ -119,6 +122,39 @@ def schema_from_proto(msg: common_pb2.DatasetSchema) -> DatasetSchema:
     return DatasetSchema(name=msg.name, columns=tuple(columns), description=msg.description)
 
 
+# --- policy ----------------------------------------------------------------
+
+
+def policy_to_proto(policy: Policy) -> common_pb2.DatasetPolicy:
+    """Policy -> wire."""
+    return common_pb2.DatasetPolicy(
+        min_cell_size=policy.min_cell_size,
+        min_query_set_size=policy.min_query_set_size,
+        allowed_statistics=list(policy.allowed_statistics),
+        approval=policy.approval.value,
+        dp_epsilon=policy.dp_epsilon,
+        dp_delta=policy.dp_delta,
+    )
+
+
+def policy_from_proto(msg: common_pb2.DatasetPolicy) -> Policy:
+    """Wire -> Policy (validated; ConfigError on nonsense)."""
+    try:
+        approval = ApprovalMode(msg.approval or ApprovalMode.AUTOMATIC.value)
+    except ValueError:
+        raise ConfigError(f"dataset policy: unknown approval mode {msg.approval!r}") from None
+    # Not Policy.from_dict: a combined directory policy may allow no statistic at all
+    # (nodes allowing disjoint sets), which only a config file may not declare.
+    return Policy(
+        min_cell_size=max(int(msg.min_cell_size), 1),
+        min_query_set_size=max(int(msg.min_query_set_size), 1),
+        allowed_statistics=tuple(msg.allowed_statistics),
+        approval=approval,
+        dp_epsilon=msg.dp_epsilon,
+        dp_delta=msg.dp_delta,
+    )
+
+
 # --- errors ----------------------------------------------------------------
 
 
@@ -143,6 +179,7 @@ def dataset_info_to_proto(info: DatasetInfo) -> analyst_pb2.DatasetInfo:
         online_node_count=info.online_node_count,
         status=info.status.value,
         detail=info.detail,
+        policy=policy_to_proto(info.policy),
     )
 
 
@@ -158,6 +195,7 @@ def dataset_info_from_proto(msg: analyst_pb2.DatasetInfo) -> DatasetInfo:
         online_node_count=msg.online_node_count,
         status=status,
         detail=msg.detail,
+        policy=policy_from_proto(msg.policy) if msg.HasField("policy") else DEFAULT_POLICY,
     )
 
 

@@ -39,6 +39,8 @@ from federation.protocols.secagg.messages import (
 from federation.transport.serde import (
     error_from_proto,
     error_to_proto,
+    policy_from_proto,
+    policy_to_proto,
     protocol_from_wire,
     schema_from_proto,
     schema_to_proto,
@@ -192,6 +194,7 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
                 protocol_version=message.protocol_version,
                 datasets=[schema_to_proto(s) for s in message.datasets],
                 mask_public_key=message.mask_public_key,
+                policies={name: policy_to_proto(p) for name, p in message.policies},
             )
         )
     elif isinstance(message, Heartbeat):
@@ -269,6 +272,9 @@ def node_message_from_proto(
             agent_version=reg.agent_version,
             protocol_version=reg.protocol_version,
             mask_public_key=bytes(reg.mask_public_key),
+            policies=tuple(
+                (name, policy_from_proto(reg.policies[name])) for name in sorted(reg.policies)
+            ),
         )
     if which == "heartbeat":
         return Heartbeat(sent_at=msg.heartbeat.sent_at)
@@ -332,6 +338,7 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
             fingerprint=message.fingerprint,
             protocol=message.protocol.value,
             round_timeout=message.round_timeout,
+            min_cell_size=message.min_cell_size,
         )
         if message.secagg is not None:
             s = message.secagg
@@ -460,6 +467,7 @@ def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
         round_timeout=t.round_timeout,
         secagg=secagg,
         he=he,
+        min_cell_size=max(int(t.min_cell_size), 1),
     )
 
 

@@ -84,6 +84,7 @@ class DatasetInfo(_message.Message):
     ONLINE_NODE_COUNT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
     node_count: _builtins.int
     online_node_count: _builtins.int
     status: _builtins.str
@@ -91,6 +92,10 @@ class DatasetInfo(_message.Message):
     detail: _builtins.str
     @_builtins.property
     def schema(self) -> _common_pb2.DatasetSchema: ...
+    @_builtins.property
+    def policy(self) -> _common_pb2.DatasetPolicy:
+        """the strictest of its nodes' policies (what a job obeys)"""
+
     def __init__(
         self,
         *,
@@ -99,10 +104,11 @@ class DatasetInfo(_message.Message):
         online_node_count: _builtins.int = ...,
         status: _builtins.str = ...,
         detail: _builtins.str = ...,
+        policy: _common_pb2.DatasetPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "node_count", b"node_count", "online_node_count", b"online_node_count", "schema", b"schema", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "node_count", b"node_count", "online_node_count", b"online_node_count", "policy", b"policy", "schema", b"schema", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -92,6 +92,50 @@ class DatasetSchema(_message.Message):
 Global___DatasetSchema: _TypeAlias = DatasetSchema  # noqa: Y015
 
 @_typing.final
+class DatasetPolicy(_message.Message):
+    """A dataset's policy at a node, as declared (the column levels are in its schema).
+    DP budget and approval mode are declared only: not enforced in this release.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_CELL_SIZE_FIELD_NUMBER: _builtins.int
+    MIN_QUERY_SET_SIZE_FIELD_NUMBER: _builtins.int
+    ALLOWED_STATISTICS_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
+    DP_EPSILON_FIELD_NUMBER: _builtins.int
+    DP_DELTA_FIELD_NUMBER: _builtins.int
+    min_cell_size: _builtins.int
+    """groups with 0 < rows < this are suppressed"""
+    min_query_set_size: _builtins.int
+    """a node refuses 0 < WHERE rows < this"""
+    approval: _builtins.str
+    """automatic | manual"""
+    dp_epsilon: _builtins.float
+    dp_delta: _builtins.float
+    @_builtins.property
+    def allowed_statistics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """count, sum, avg, ..."""
+
+    def __init__(
+        self,
+        *,
+        min_cell_size: _builtins.int = ...,
+        min_query_set_size: _builtins.int = ...,
+        allowed_statistics: _abc.Iterable[_builtins.str] | None = ...,
+        approval: _builtins.str = ...,
+        dp_epsilon: _builtins.float = ...,
+        dp_delta: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_statistics", b"allowed_statistics", "approval", b"approval", "dp_delta", b"dp_delta", "dp_epsilon", b"dp_epsilon", "min_cell_size", b"min_cell_size", "min_query_set_size", b"min_query_set_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetPolicy: _TypeAlias = DatasetPolicy  # noqa: Y015
+
+@_typing.final
 class Error(_message.Message):
     """A typed error: a stable code and a message that never contains data values."""
 

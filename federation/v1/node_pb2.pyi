@@ -98,11 +98,33 @@ Global___EncryptedShare: _TypeAlias = EncryptedShare  # noqa: Y015
 class Register(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class PoliciesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _common_pb2.DatasetPolicy: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _common_pb2.DatasetPolicy | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NODE_NAME_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
     MASK_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    POLICIES_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     agent_version: _builtins.str
     protocol_version: _builtins.int
@@ -110,6 +132,10 @@ class Register(_message.Message):
     """X25519 session key for zero-sum masks (homomorphic jobs)"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetSchema]: ...
+    @_builtins.property
+    def policies(self) -> _containers.MessageMap[_builtins.str, _common_pb2.DatasetPolicy]:
+        """per dataset name; absent: the default policy"""
+
     def __init__(
         self,
         *,
@@ -118,10 +144,11 @@ class Register(_message.Message):
         protocol_version: _builtins.int = ...,
         datasets: _abc.Iterable[_common_pb2.DatasetSchema] | None = ...,
         mask_public_key: _builtins.bytes = ...,
+        policies: _abc.Mapping[_builtins.str, _common_pb2.DatasetPolicy] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "datasets", b"datasets", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "datasets", b"datasets", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "policies", b"policies", "protocol_version", b"protocol_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,6 +264,7 @@ class Task(_message.Message):
     ROUND_TIMEOUT_FIELD_NUMBER: _builtins.int
     SECAGG_FIELD_NUMBER: _builtins.int
     HE_FIELD_NUMBER: _builtins.int
+    MIN_CELL_SIZE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     dataset: _builtins.str
     sql: _builtins.str
@@ -244,6 +272,8 @@ class Task(_message.Message):
     """hash of the exact computation; the node recomputes and compares"""
     protocol: _builtins.str
     round_timeout: _builtins.float
+    min_cell_size: _builtins.int
+    """the coordinator suppresses released groups below this (0: 1)"""
     @_builtins.property
     def secagg(self) -> Global___SecAggSetup: ...
     @_builtins.property
@@ -259,10 +289,11 @@ class Task(_message.Message):
         round_timeout: _builtins.float = ...,
         secagg: Global___SecAggSetup | None = ...,
         he: Global___HESetup | None = ...,
+        min_cell_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["he", b"he", "secagg", b"secagg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "min_cell_size", b"min_cell_size", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
