@@ -14,10 +14,12 @@ from federation.errors import (
     ConfigError,
     CoordinatorUnavailableError,
     DataError,
+    DisclosureControlError,
     FederationError,
     MessageTooLargeError,
     NodeTaskError,
     NonAggregateQueryError,
+    PolicyViolationError,
     ProtocolError,
     QueryError,
     QuerySyntaxError,
@@ -32,6 +34,7 @@ from federation.errors import (
     ValueOutOfRangeError,
 )
 from federation.messages import DatasetInfo, JobRecord, JobStatus, NodeInfo
+from federation.policy import Policy
 from federation.schema import Classification, Column, ColumnType, DatasetSchema
 from federation.sdk.client import Client, connect
 from federation.sdk.result import QueryResult
@@ -49,6 +52,7 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "DatasetSchema",
+    "DisclosureControlError",
     "FederationError",
     "JobRecord",
     "JobStatus",
@@ -56,6 +60,8 @@ __all__ = [
     "NodeInfo",
     "NodeTaskError",
     "NonAggregateQueryError",
+    "Policy",
+    "PolicyViolationError",
     "ProtocolError",
     "QueryError",
     "QueryResult",
