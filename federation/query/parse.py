@@ -497,9 +497,10 @@ class _SelectParser:
     def _unknown_function(name: str) -> UnsupportedQueryError:
         if name in ("min", "max"):
             return UnsupportedQueryError(
-                f"{name.upper()} is refused: it reveals a single record's value, which no "
-                "node's policy allows yet; use QUANTILE_CONT(col, 0.01) or WIDTH_BUCKET "
-                "histograms for the range of a column"
+                f"{name.upper()} is refused here: it reveals a single record's value; the "
+                "analyst SDK answers it (by exact histogram refinement) on columns classified "
+                "public only; for other columns use QUANTILE_CONT(col, 0.01) or WIDTH_BUCKET "
+                "histograms"
             )
         if name in _NOT_SUMMABLE:
             return UnsupportedQueryError(

@@ -29,6 +29,10 @@ statistics of ranks ``floor(h)`` and ``ceil(h)``, ``h = (n - 1) q``;
 ``QUANTILE_DISC(x, q)`` (``PERCENTILE_DISC``) is the value of rank ``max(ceil(q n) -
 1, 0)``. NULLs are ignored; a group without values gives NULL.
 
+``MIN(x)`` and ``MAX(x)`` are the order statistics of rank 0 and ``n - 1``, found
+the same way to the last bit; the SDK allows them only on columns classified
+``public`` (they reveal one record's value).
+
 Limits: GROUP BY keys must be plain (categorical) columns; HAVING and ORDER BY may
 not refer to a quantile; a quantile cannot be part of arithmetic.
 """
@@ -63,7 +67,7 @@ RESOLUTION = 2.0**-52
 """The finest relative width a search narrows to: the resolution of the exact encoding
 of doubles (``2**-52`` absolute below 1, about one double above)."""
 
-_FUNCTIONS = (exp.Median, exp.PercentileCont, exp.PercentileDisc)
+_FUNCTIONS = (exp.Median, exp.PercentileCont, exp.PercentileDisc, exp.Min, exp.Max)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class QuantileItem:
         column: The column it ranks (as written).
         q: The quantile, in [0, 1].
         discrete: ``QUANTILE_DISC`` (a data value) rather than ``QUANTILE_CONT``.
+        extreme: ``MIN`` or ``MAX`` (``QUANTILE_DISC`` at 0 or 1, found exactly; a
+            single record's value, so only on columns a policy classifies public).
     """
 
     index: int
@@ -83,6 +89,7 @@ class QuantileItem:
     column: str
     q: Fraction
     discrete: bool
+    extreme: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,10 @@ def _quantile_of(node: exp.Expression) -> tuple[str, Fraction, bool] | None:
         return _column(keys[0].this), _q(node.this.this), isinstance(node.this, exp.PercentileDisc)
     if isinstance(node, exp.Median):
         return _column(node.this), Fraction(1, 2), False
+    if isinstance(node, exp.Min | exp.Max):
+        if node.expressions:
+            raise UnsupportedQueryError(f"{node.key.upper()} takes one column")
+        return _column(node.this), Fraction(int(isinstance(node, exp.Max))), True
     if isinstance(node, exp.PercentileCont | exp.PercentileDisc):
         return _column(node.this), _q(node.expression), isinstance(node, exp.PercentileDisc)
     return None
@@ -200,6 +211,8 @@ def split_quantiles(sql: str) -> QuantileQuery | None:
 def _item_name(inner: exp.Expression, alias: str | None, discrete: bool) -> str:
     if alias:
         return alias
+    if isinstance(inner, exp.Min | exp.Max):
+        return f"{inner.key}({inner.this.sql(dialect='duckdb')})".lower()
     if isinstance(inner, exp.WithinGroup):
         kind = "percentile_disc" if discrete else "percentile_cont"
         return f"{kind}({inner.this.this.sql(dialect='duckdb')})"
@@ -224,7 +237,8 @@ def _rewrite_items(select: exp.Select) -> tuple[list[QuantileItem], list[exp.Exp
             continue
         column, q, discrete = found
         name = _item_name(inner, alias, discrete)
-        items.append(QuantileItem(index, name, column, q, discrete))
+        extreme = isinstance(inner, exp.Min | exp.Max)
+        items.append(QuantileItem(index, name, column, q, discrete, extreme))
         count = exp.Count(this=exp.column(column, quoted=True))
         rewritten.append(exp.Alias(this=count, alias=exp.to_identifier(name, quoted=True)))
     return items, rewritten

@@ -17,7 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from federation.errors import QueryError, UnknownColumnError, UnknownDatasetError
+from federation.errors import (
+    PolicyViolationError,
+    QueryError,
+    UnknownColumnError,
+    UnknownDatasetError,
+)
 from federation.query.quantiles import (
     BUCKETS,
     QuantileQuery,
@@ -26,7 +31,7 @@ from federation.query.quantiles import (
     interpolate,
     ranks,
 )
-from federation.schema import Column, ColumnType
+from federation.schema import Classification, Column, ColumnType
 from federation.sdk.result import QueryResult
 from federation.table import Cell, ColumnKind, ResultTable
 
@@ -126,6 +131,13 @@ def run_quantile_query(
     base = run(plan.base_sql)
     positions = _group_positions(plan, base)
     columns = {item.column: _column(client, plan.dataset, item.column) for item in plan.items}
+    for item in plan.items:
+        level = columns[item.column].classification
+        if item.extreme and level is not Classification.PUBLIC:
+            raise PolicyViolationError(
+                f"{item.name.upper()} reveals a single record's value; it is allowed only on "
+                f"columns classified public, and {item.column!r} is {level.value}"
+            )
     searches = _searches(plan, base, positions, columns, tolerance)
     jobs = [base.job_id, *_refine(plan, searches, run)]
     table, errors = _assemble(plan, base, positions, columns, searches)
@@ -173,9 +185,12 @@ def _searches(
         for item in plan.items:
             total = _total(row, item.index)
             column = columns[item.column]
+            wanted = 0.0 if item.extreme else tolerance  # MIN/MAX: to the last bit
             for rank in ranks(item, total):
                 key = (item.column, group, rank)
-                if key not in searches:
+                if key in searches:
+                    searches[key].tolerance = min(searches[key].tolerance, wanted)
+                else:
                     lo, hi = _start(column)
                     searches[key] = RankSearch(
                         rank=rank,
@@ -183,7 +198,7 @@ def _searches(
                         lo=lo,
                         hi=hi,
                         integral=column.type is ColumnType.INTEGER,
-                        tolerance=tolerance,
+                        tolerance=wanted,
                     )
     return searches
 

@@ -18,6 +18,7 @@ SCHEMA = fed.DatasetSchema(
         fed.Column("g", fed.ColumnType.CATEGORICAL, domain=("a", "b", "empty")),
         fed.Column("x", fed.ColumnType.DOUBLE, bounds=(-1e9, 1e9)),
         fed.Column("k", fed.ColumnType.INTEGER),
+        fed.Column("p", fed.ColumnType.DOUBLE, classification=fed.Classification.PUBLIC),
     ),
 )
 
@@ -33,6 +34,7 @@ def _parts() -> list[pd.DataFrame]:
                 "g": gen.choice(["a", "b"], n).astype(object),
                 "x": x,
                 "k": gen.integers(-(10**12), 10**12, n, dtype=np.int64),
+                "p": gen.standard_normal(n) * 1e3,
             }
         )
         frame.loc[frame.sample(frac=0.1, random_state=n).index, "x"] = None  # NULLs
@@ -122,3 +124,19 @@ def test_quantile_errors_are_clear(fed3: tuple[fed.Client, pd.DataFrame]) -> Non
         client.query("SELECT MEDIAN(x) FROM t GROUP BY g")
     with pytest.raises(fed.QueryError, match="no column"):
         client.query("SELECT MEDIAN(nope) FROM t")
+
+
+def test_min_and_max_only_on_public_columns_and_exact(
+    fed3: tuple[fed.Client, pd.DataFrame],
+) -> None:
+    client, pooled = fed3
+    result = client.query("SELECT g, MIN(p), MAX(p) AS top FROM t GROUP BY g")
+    assert result.error_bounds == {"min(p)": 0.0, "top": 0.0}
+    for g, low, high in result.rows:
+        sub = pooled[pooled.g == g]
+        if sub.empty:
+            assert (low, high) == (None, None)
+        else:
+            assert (low, high) == (float(sub.p.min()), float(sub.p.max()))
+    with pytest.raises(fed.PolicyViolationError, match="classified public"):
+        client.query("SELECT MAX(x) FROM t")
