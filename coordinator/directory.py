@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.store import NodeRow, Store
+from federation.dp.report import BudgetSpend
 from federation.errors import (
     ConfigError,
     SchemaMismatchError,
@@ -68,6 +69,8 @@ class Directory:
         self._lock = threading.Lock()
         self._sessions: dict[str, NodeSession] = {}
         self._detach_listeners: list[Callable[[NodeSession], None]] = []
+        # Each node's DP ledger as last reported: (node, dataset, analyst) -> spend.
+        self._budgets: dict[tuple[str, str, str], BudgetSpend] = {}
 
     def on_detach(self, listener: Callable[[NodeSession], None]) -> None:
         """Call ``listener`` whenever a session goes offline."""
@@ -135,9 +138,16 @@ class Directory:
         for listener in self._detach_listeners:
             listener(session)
 
-    def heartbeat(self, session: NodeSession, when: float) -> None:
-        """Record a heartbeat."""
+    def heartbeat(
+        self, session: NodeSession, when: float, budgets: tuple[BudgetSpend, ...] = ()
+    ) -> None:
+        """Record a heartbeat and the DP ledger it carries (for the datasets the node
+        serves)."""
         session.last_seen = when
+        with self._lock:
+            for spend in budgets:
+                if spend.dataset in session.datasets:
+                    self._budgets[(session.name, spend.dataset, spend.analyst)] = spend
         self._store.touch_node(session.name, when)
         with self._lock:
             row = self._known.get(session.name)
@@ -205,9 +215,30 @@ class Directory:
                     status=status,
                     detail=detail,
                     policy=strictest(policy_of[(n, name)] for n, _ in considered),
+                    budgets=self._budget_view(
+                        name, [(n, policy_of[(n, name)]) for n, _ in considered]
+                    ),
                 )
             )
         return infos
+
+    def _budget_view(
+        self, dataset: str, nodes: list[tuple[str, Policy]]
+    ) -> tuple[BudgetSpend, ...]:
+        """Per analyst who spent any of ``dataset``: the node with the least left (a node
+        that reported nothing for the analyst has its whole declared budget left)."""
+        with self._lock:
+            spends = {k: v for k, v in self._budgets.items() if k[1] == dataset}
+        analysts = sorted({a for (_, _, a) in spends})
+        out = []
+        for analyst in analysts:
+            candidates = [
+                spends.get((node, dataset, analyst))
+                or BudgetSpend(dataset, analyst, 0.0, policy.dp_rho)
+                for node, policy in nodes
+            ]
+            out.append(min(candidates, key=lambda b: b.remaining_rho))
+        return tuple(out)
 
     @staticmethod
     def min_cell_size(dataset: str, sessions: list[NodeSession]) -> int:

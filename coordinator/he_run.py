@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from coordinator.directory import NodeSession
+from federation.dp.report import DPParams
 from federation.encoding import DIGIT_BITS
 from federation.errors import FederationError, ProtocolError, TooFewParticipantsError
 from federation.messages import (
@@ -54,6 +55,7 @@ class HERun:
         fingerprint: str,
         round_timeout: float,
         on_progress: ProgressCallback | None = None,
+        dp: DPParams | None = None,
     ) -> None:
         missing = [s.name for s in sessions if len(s.mask_public_key) != 32]
         if missing:
@@ -74,6 +76,7 @@ class HERun:
         self._round_timeout = round_timeout
         self._on_progress = on_progress
         self._task = (dataset, sql, fingerprint)
+        self._dp = dp
 
     @property
     def job_id(self) -> str:
@@ -165,6 +168,7 @@ class HERun:
                     fingerprint=fingerprint,
                     protocol=self.protocol,
                     round_timeout=self._round_timeout,
+                    dp=self._dp,
                     he=HESetup(
                         public_key=self._public_key,
                         slot=slot,

@@ -20,6 +20,8 @@ from coordinator.directory import Directory, NodeSession
 from coordinator.he_run import HERun, he_spec
 from coordinator.secagg_run import SecAggRun
 from coordinator.store import Store
+from federation.dp.mechanism import dp_fields, project_consistent
+from federation.dp.report import PrivacyReport, privacy_report
 from federation.errors import (
     FederationError,
     NodeTaskError,
@@ -129,6 +131,8 @@ class JobManager:
         parsed = parse_query(request.sql)
         schema, sessions = self._directory.plan_targets(parsed.dataset, self._settings.min_nodes)
         bound = bind_query(parsed, schema)
+        if request.dp is not None:
+            dp_fields(bound)  # a query DP cannot answer fails before any node is asked
         if request.protocol.homomorphic:
             if not request.public_key:
                 raise ProtocolError(
@@ -179,6 +183,7 @@ class JobManager:
             round_timeout=self._settings.round_timeout,
             on_progress=progress,
             min_cell_size=self._directory.min_cell_size(bound.dataset, sessions),
+            dp=request.dp,
         )
         job.run = run
         result = run.run()
@@ -188,9 +193,17 @@ class JobManager:
                 f"only {contributors} node(s) completed the protocol; at least "
                 f"{self._settings.min_nodes} are required before a result is released"
             )
-        # Suppress small groups on the securely aggregated counts, at the threshold
-        # every node checked before computing (the largest of their policies').
-        table = finalize(bound, result.vector, min_cell_size=run.min_cell_size)
+        vector = result.vector
+        privacy: PrivacyReport | None = None
+        if request.dp is not None:
+            # Post-processing of the noisy sum (no privacy cost): consistent counts.
+            vector = project_consistent(bound, vector, dp_fields(bound))
+            privacy = privacy_report(
+                bound, request.dp, params.threshold, params.slots, contributors
+            )
+        # Suppress small groups on the securely aggregated counts (noisy under DP), at
+        # the threshold every node checked before computing (the largest of theirs).
+        table = finalize(bound, vector, min_cell_size=run.min_cell_size)
         finished = time.time()
         self._store.record_job_succeeded(job.job_id, table, contributors, finished)
         log.info(
@@ -200,7 +213,7 @@ class JobManager:
             contributors,
         )
         job.events.put(JobResult(job.job_id, table))
-        self._completed(job, request, len(sessions), contributors, finished)
+        self._completed(job, request, len(sessions), contributors, finished, privacy=privacy)
 
     def _run_homomorphic(
         self,
@@ -222,6 +235,7 @@ class JobManager:
             fingerprint=bound.fingerprint,
             round_timeout=self._settings.round_timeout,
             on_progress=progress,
+            dp=request.dp,
         )
         job.run = run
         ciphertext = run.run()
@@ -248,11 +262,21 @@ class JobManager:
                 ciphertext=ciphertext,
             )
         )
-        self._completed(job, request, len(sessions), len(sessions), finished)
+        privacy = None
+        if request.dp is not None:
+            n = len(sessions)
+            privacy = privacy_report(bound, request.dp, n, n, n)
+        self._completed(job, request, len(sessions), len(sessions), finished, privacy=privacy)
 
     @staticmethod
     def _completed(
-        job: _Job, request: QueryRequest, selected: int, contributing: int, finished: float
+        job: _Job,
+        request: QueryRequest,
+        selected: int,
+        contributing: int,
+        finished: float,
+        *,
+        privacy: PrivacyReport | None = None,
     ) -> None:
         job.events.put(
             JobCompleted(
@@ -261,6 +285,7 @@ class JobManager:
                 selected_nodes=selected,
                 contributing_nodes=contributing,
                 finished_at=finished,
+                privacy=privacy,
             )
         )
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from coordinator.directory import NodeSession
+from federation.dp.report import DPParams
 from federation.errors import FederationError, ProtocolError
 from federation.messages import (
     ErrorInfo,
@@ -48,6 +49,7 @@ class SecAggRun:
         round_timeout: float,
         on_progress: ProgressCallback | None = None,
         min_cell_size: int = 1,
+        dp: DPParams | None = None,
     ) -> None:
         if len(sessions) != params.slots:
             raise ValueError("one session per slot is required")
@@ -62,6 +64,7 @@ class SecAggRun:
         self._on_progress = on_progress
         self._task = {"dataset": dataset, "sql": sql, "fingerprint": fingerprint}
         self.min_cell_size = min_cell_size
+        self._dp = dp
         """Announced to every node; the job's result suppresses groups below it."""
 
     @property
@@ -140,6 +143,7 @@ class SecAggRun:
                     protocol=Protocol.SECAGG,
                     round_timeout=self._round_timeout,
                     min_cell_size=self.min_cell_size,
+                    dp=self._dp,
                     secagg=SecAggSetup(
                         slots=p.slots,
                         slot=slot,

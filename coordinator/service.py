@@ -110,7 +110,7 @@ class Coordinator:
         if not isinstance(session, NodeSession):
             raise TypeError("not a session of this coordinator")
         if isinstance(message, Heartbeat):
-            self.directory.heartbeat(session, time.time())  # our clock, not the node's
+            self.directory.heartbeat(session, time.time(), message.budgets)  # our clock
         elif isinstance(message, (SecAggFromNode, EncryptedShare, TaskFailure)):
             self.jobs.route(session, message)
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from federation.dp.report import BudgetSpend, DPParams, PrivacyReport
 from federation.policy import DEFAULT_POLICY, Policy
 from federation.protocols.secagg.messages import (
     KeyAdvertisement,
@@ -147,6 +148,9 @@ class Heartbeat:
     """Liveness signal from a node."""
 
     sent_at: float
+    budgets: tuple[BudgetSpend, ...] = ()
+    """The node's DP ledger (what each analyst spent of each dataset's budget), mirrored
+    in the directory."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,9 @@ class TaskAssignment:
     min_cell_size: int = 1
     """The coordinator suppresses released groups with ``0 < rows <`` this (the largest
     of the job's nodes' minimum cell sizes); a node refuses a smaller one than its own."""
+    dp: DPParams | None = None
+    """Set for a DP query: the node checks it against its policy, charges the analyst's
+    budget and derives the noise itself (:mod:`federation.dp.mechanism`)."""
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,9 @@ class DatasetInfo:
     detail: str = ""
     policy: Policy = DEFAULT_POLICY
     """The strictest of its nodes' policies (:func:`~federation.policy.strictest`): what
-    a job over them obeys. DP budget and approval mode are declared, not enforced yet."""
+    a job over them obeys. The approval mode is declared, not enforced yet."""
+    budgets: tuple[BudgetSpend, ...] = ()
+    """Per analyst who spent any: the budget of the node with the least left."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +297,8 @@ class QueryRequest:
     sql: str
     protocol: Protocol = Protocol.SECAGG
     public_key: bytes = b""
+    dp: DPParams | None = None
+    """Differential privacy: epsilon, delta and the (self-declared) analyst identity."""
 
 
 @dataclass(frozen=True)
@@ -329,6 +340,8 @@ class JobCompleted:
     selected_nodes: int
     contributing_nodes: int
     finished_at: float
+    privacy: PrivacyReport | None = None
+    """How the result was noised (DP queries only)."""
 
 
 @dataclass(frozen=True)

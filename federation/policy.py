@@ -15,8 +15,8 @@ public         every use: aggregates, WHERE, GROUP BY; also MIN/MAX once the
                query language supports them (it refuses them today)
 internal       every use in aggregate queries (aggregates, WHERE, GROUP BY);
                values are only ever released as aggregates, never MIN/MAX
-confidential   only under differential privacy; DP is not implemented yet, so
-               every query that reads the column is refused (rule
+confidential   only in queries with differential privacy (``epsilon > 0``); any
+               other query that reads the column is refused (rule
                ``confidential_requires_dp``)
 restricted     never used, not even in WHERE (rule ``restricted_column``)
 =============  ================================================================
@@ -28,7 +28,7 @@ The policy itself (TOML ``[dataset.policy]``)::
     min_query_set_size = 10    # the node refuses when 0 < its WHERE rows < 10
     allowed_statistics = ["count", "sum", "avg", "var_samp", "stddev_samp"]
     approval = "automatic"     # automatic | manual
-    dp_epsilon = 1.0           # declared DP budget (not enforced yet)
+    dp_epsilon = 1.0           # DP budget per analyst (zCDP; enforced by the node)
     dp_delta = 1e-6
 
 A dataset without ``[dataset.policy]`` gets :data:`DEFAULT_POLICY`.
@@ -51,6 +51,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from federation.dp.accounting import rho_from_epsilon
 from federation.errors import ConfigError
 from federation.query.outputs import AggregateFunction
 from federation.schema import Classification, DatasetSchema
@@ -89,6 +90,7 @@ class PolicyRule(enum.Enum):
     APPROVAL_REQUIRED = "approval_required"
     MIN_CELL_SIZE = "min_cell_size"
     MIN_QUERY_SET_SIZE = "min_query_set_size"
+    DP_BUDGET = "dp_budget"
 
 
 _KEYS = frozenset(
@@ -117,9 +119,11 @@ class Policy:
         allowed_statistics: The aggregate functions a query may use (names from
             :data:`STATISTICS`), sorted.
         approval: Whether each query needs a person's approval.
-        dp_epsilon: The declared differential-privacy budget (epsilon, > 0). Not
-            enforced yet: no query is noised or charged in this release.
-        dp_delta: The declared DP delta, ``0 <= delta < 1``.
+        dp_epsilon: The differential-privacy budget of each analyst on this dataset
+            (epsilon, > 0), converted with ``dp_delta`` to a zCDP budget
+            (:attr:`dp_rho`) that DP queries spend (:mod:`federation.dp`).
+        dp_delta: The budget's delta, ``0 <= delta < 1`` (0 allows no DP query: zCDP
+            accounting needs delta > 0).
     """
 
     min_cell_size: int = 1
@@ -161,6 +165,13 @@ class Policy:
             )
         object.__setattr__(self, "dp_epsilon", float(eps))
         object.__setattr__(self, "dp_delta", float(delta))
+
+    @property
+    def dp_rho(self) -> float:
+        """The budget in zCDP rho (0 when ``dp_delta`` is 0)."""
+        if self.dp_delta <= 0:
+            return 0.0
+        return rho_from_epsilon(self.dp_epsilon, self.dp_delta)
 
     def allows(self, statistic: str) -> bool:
         """True if ``statistic`` (a name from :data:`STATISTICS`) is allowed."""
@@ -257,7 +268,7 @@ class Policy:
         return (
             f"min cell size {self.min_cell_size}, min query set size "
             f"{self.min_query_set_size}, approval {self.approval.value}, declared DP budget "
-            f"epsilon={self.dp_epsilon:g} delta={self.dp_delta:g} (not enforced yet), "
+            f"epsilon={self.dp_epsilon:g} delta={self.dp_delta:g} per analyst (zCDP), "
             f"statistics: {', '.join(self.allowed_statistics)}"
         )
 
@@ -267,8 +278,8 @@ DEFAULT_POLICY = Policy()
 
 Conservative where this release can enforce it without changing exact answers:
 columns default to ``internal`` (aggregates only, never MIN/MAX), ``confidential``
-and ``restricted`` columns are refused, and the declared DP budget is finite
-(epsilon 1, delta 1e-6). Its minimum cell and query set sizes are 1 (off): cell
+columns need DP, ``restricted`` columns are refused, and the DP budget per analyst is
+finite (epsilon 1, delta 1e-6). Its minimum cell and query set sizes are 1 (off): cell
 suppression cannot be enforced under the homomorphic protocols (the analyst
 decrypts every cell, so nodes refuse them when a minimum cell size is set), and
 quantiles need exact small bucket counts; data holders set them explicitly.

@@ -90,13 +90,19 @@ def statistics_used(bound: BoundQuery) -> list[str]:
     return list(found)
 
 
-def check_query(bound: BoundQuery, policy: Policy) -> None:
+def check_query(bound: BoundQuery, policy: Policy, *, dp: bool = False) -> None:
     """Refuse a query the policy does not allow (column levels, statistics, approval).
+
+    Args:
+        bound: The query, bound to the node's schema.
+        policy: The dataset's policy.
+        dp: The query runs with differential privacy (``epsilon > 0``), which makes
+            confidential columns usable.
 
     Raises:
         PolicyViolationError: a restricted column is used anywhere; a confidential
-            column is used (it needs differential privacy, not available yet); a
-            statistic outside ``allowed_statistics`` is used.
+            column is used without differential privacy; a statistic outside
+            ``allowed_statistics`` is used.
         DisclosureControlError: the policy requires approvals (not available yet).
     """
     name = bound.schema.name
@@ -109,11 +115,11 @@ def check_query(bound: BoundQuery, policy: Policy) -> None:
                 f"{name!r} is restricted and may not be used anywhere in a query, not even "
                 f"in WHERE (found in {where})"
             )
-        if level is Classification.CONFIDENTIAL:
+        if level is Classification.CONFIDENTIAL and not dp:
             raise PolicyViolationError(
                 f"{_rule(PolicyRule.CONFIDENTIAL_REQUIRES_DP)}: column {column!r} of "
                 f"dataset {name!r} is confidential and may only be used with differential "
-                f"privacy, which this release does not offer yet (found in {where})"
+                f"privacy: run the query with epsilon > 0 (found in {where})"
             )
     refused = [s for s in statistics_used(bound) if not policy.allows(s)]
     if refused:
@@ -130,7 +136,12 @@ def check_query(bound: BoundQuery, policy: Policy) -> None:
 
 
 def check_task(
-    bound: BoundQuery, policy: Policy, *, homomorphic: bool, announced_min_cell_size: int
+    bound: BoundQuery,
+    policy: Policy,
+    *,
+    homomorphic: bool,
+    announced_min_cell_size: int,
+    dp: bool = False,
 ) -> None:
     """Everything a node checks before touching data: :func:`check_query`, then that
     the released result will honour its minimum cell size.
@@ -142,6 +153,9 @@ def check_task(
             cell, so nobody but the analyst could suppress small cells).
         announced_min_cell_size: The threshold the coordinator announced it will
             suppress below.
+        dp: The task runs with differential privacy. Then a homomorphic task is
+            allowed whatever the minimum cell size: the analyst decrypts only noisy
+            cells, which DP protects (the node's noise is added before encryption).
 
     Raises:
         PolicyViolationError: see :func:`check_query`.
@@ -149,13 +163,14 @@ def check_task(
             minimum cell size above 1, or the announced threshold is below the
             policy's.
     """
-    check_query(bound, policy)
+    check_query(bound, policy, dp=dp)
     k = policy.min_cell_size
-    if homomorphic and k > 1:
+    if homomorphic and k > 1 and not dp:
         raise DisclosureControlError(
             f"{_rule(PolicyRule.MIN_CELL_SIZE)}: dataset {bound.schema.name!r} suppresses "
             f"groups of fewer than {k} rows, which cannot be enforced when the analyst "
-            "decrypts every cell (paillier, ckks); run the query with protocol='secagg'"
+            "decrypts every cell (paillier, ckks); run the query with protocol='secagg', "
+            "or with differential privacy (epsilon > 0)"
         )
     if not homomorphic and announced_min_cell_size < k:
         raise DisclosureControlError(

@@ -194,7 +194,12 @@ def simulate(
         stack.callback(coordinator.close)
         server = coordinator.serve("127.0.0.1", 0)
         node_configs = [
-            NodeConfig(name=name, coordinator=server.address, datasets=tuple(served))
+            NodeConfig(
+                name=name,
+                coordinator=server.address,
+                datasets=tuple(served),
+                state_dir=root / name / "state",
+            )
             for name, served in configs
         ]
         if isolation == "process":

@@ -27,6 +27,7 @@ from federation.messages import (
     TaskFailure,
 )
 from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
+from nodes.budget import LEDGER_FILE, BudgetLedger, NodeBudgets
 from nodes.config import NodeConfig
 from nodes.datasets import LocalData
 from nodes.he_task import HETask
@@ -66,6 +67,15 @@ class NodeAgent:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{config.name}-compute")
         self._thread: threading.Thread | None = None
+        self.budgets: NodeBudgets | None = None
+        """The DP ledger (None without a state_dir: DP queries are refused)."""
+        if config.state_dir is not None:
+            self.budgets = NodeBudgets(
+                BudgetLedger(config.state_dir / LEDGER_FILE),
+                self.data.policy,
+                lambda: tuple(s.name for s in self.data.schemas),
+                on_charge=self._report_budgets,
+            )
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -146,7 +156,7 @@ class NodeAgent:
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_beat:
-                link.send(Heartbeat(sent_at=time.time()))
+                link.send(self._heartbeat())
                 next_beat = now + interval
             message = link.receive(timeout=min(0.5, interval))
             if message is None:
@@ -158,6 +168,15 @@ class NodeAgent:
                     )
                 return
             self._dispatch(message)
+
+    def _heartbeat(self) -> Heartbeat:
+        budgets = self.budgets.snapshot() if self.budgets is not None else ()
+        return Heartbeat(sent_at=time.time(), budgets=budgets)
+
+    def _report_budgets(self) -> None:
+        """Mirror the ledger in the directory at once after a charge (on the task's
+        stream, so it arrives before the task's contribution)."""
+        self._send(self._heartbeat())
 
     def _send(self, message: NodeToCoordinator) -> None:
         link = self._link
@@ -211,6 +230,7 @@ class NodeAgent:
                     self._mask_keys,
                     die_at=self._die_at,
                     die=self.kill,
+                    budgets=self.budgets,
                 )
             else:
                 task = SecAggTask(
@@ -220,6 +240,7 @@ class NodeAgent:
                     compute_pool=self._pool,
                     die_at=self._die_at,
                     die=self.kill,
+                    budgets=self.budgets,
                 )
             self._tasks[assignment.job_id] = task
         log.info(

@@ -5,6 +5,7 @@ A node config is a TOML file::
     [node]
     name = "hospital-a"
     coordinator = "coordinator.example.org:50051"
+    state_dir = "state"              # the node's DP budget ledger (needed for DP queries)
 
     [[dataset]]
     name = "patients"
@@ -93,6 +94,9 @@ class NodeConfig:
     datasets: tuple[DatasetConfig, ...]
     duckdb_threads: int = 1
     """DuckDB worker threads for local computation."""
+    state_dir: Path | None = None
+    """Where the node keeps its state (the DP budget ledger); without one the node
+    refuses differentially private queries, whose spends it could not persist."""
 
 
 def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -160,12 +164,16 @@ def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
     node = data.get("node")
     if not isinstance(node, dict):
         raise ConfigError("node config: a [node] table with name and coordinator is required")
-    _check_keys(node, {"name", "coordinator", "duckdb_threads"}, "[node]")
+    _check_keys(node, {"name", "coordinator", "duckdb_threads", "state_dir"}, "[node]")
     name = _require(node, "name", str, "[node]")
     coordinator = _require(node, "coordinator", str, "[node]")
     threads = node.get("duckdb_threads", 1)
     if not isinstance(threads, int) or threads < 1:
         raise ConfigError("[node]: duckdb_threads must be a positive integer")
+    state_raw = node.get("state_dir")
+    if state_raw is not None and not isinstance(state_raw, str):
+        raise ConfigError("[node]: state_dir must be a path string")
+    state_dir = None if state_raw is None else base / state_raw
     datasets_raw = data.get("dataset", [])
     if not isinstance(datasets_raw, list):
         raise ConfigError("node config: datasets are declared as [[dataset]] tables")
@@ -173,7 +181,13 @@ def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
     names = [d.schema.name for d in datasets]
     if len(set(names)) != len(names):
         raise ConfigError(f"node config: a dataset name is declared twice in {names}")
-    return NodeConfig(name=name, coordinator=coordinator, datasets=datasets, duckdb_threads=threads)
+    return NodeConfig(
+        name=name,
+        coordinator=coordinator,
+        datasets=datasets,
+        duckdb_threads=threads,
+        state_dir=state_dir,
+    )
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
@@ -208,6 +222,8 @@ def node_config_to_toml(config: NodeConfig) -> str:
         f"coordinator = {_toml_value(config.coordinator)}",
         f"duckdb_threads = {config.duckdb_threads}",
     ]
+    if config.state_dir is not None:
+        lines.append(f"state_dir = {_toml_value(str(config.state_dir))}")
     for dataset in config.datasets:
         lines += [
             "",

@@ -18,8 +18,9 @@ from federation.errors import FederationError, ProtocolError
 from federation.messages import EncryptedShare, ErrorInfo, TaskAssignment, TaskFailure
 from federation.protocols.he import SumSpec, mask_values
 from federation.protocols.he.registry import scheme
+from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
-from nodes.task import Die, DropoutStage, Send, bind_assignment, compute_checked
+from nodes.task import Die, DropoutStage, Send, bind_assignment, compute_checked, prepare_dp
 
 __all__ = ["HETask"]
 
@@ -38,8 +39,10 @@ class HETask:
         *,
         die_at: DropoutStage | None = None,
         die: Die | None = None,
+        budgets: NodeBudgets | None = None,
     ) -> None:
         self.job_id = assignment.job_id
+        self._budgets = budgets
         self._assignment = assignment
         self._data = data
         self._send = send
@@ -125,8 +128,10 @@ class HETask:
             )
         he = scheme(a.protocol.value)
         he.check_public_key(setup.public_key)
+        # Every node's zero-sum masks need all of them: the sum has all parties' noise.
+        noise = prepare_dp(a, bound, self._budgets, setup.parties, setup.parties)
         started = time.perf_counter()
-        vector = compute_checked(bound, self._data)
+        vector = compute_checked(bound, self._data, noise)
         self._spec = expected
         masked = mask_values(vector.view("int64"), expected, setup.slot, self._keys, peers)
         ciphertext = he.encrypt(setup.public_key, masked, expected)

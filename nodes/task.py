@@ -18,7 +18,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from federation.errors import FederationError, ProtocolError, SchemaMismatchError
+from federation.dp.mechanism import NoisePlan, add_node_noise, clipped_relation, dp_fields
+from federation.errors import (
+    DisclosureControlError,
+    FederationError,
+    ProtocolError,
+    SchemaMismatchError,
+)
 from federation.messages import (
     ErrorInfo,
     NodeToCoordinator,
@@ -36,9 +42,10 @@ from federation.protocols.secagg import (
     UnmaskRequest,
 )
 from federation.query import BoundQuery, bind_query, compute_local, parse_query
+from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 
-__all__ = ["DropoutStage", "SecAggTask", "bind_assignment", "compute_checked"]
+__all__ = ["DropoutStage", "SecAggTask", "bind_assignment", "compute_checked", "prepare_dp"]
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +102,58 @@ def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: 
         data.policy(assignment.dataset),
         homomorphic=assignment.protocol.homomorphic,
         announced_min_cell_size=assignment.min_cell_size,
+        dp=assignment.dp is not None,
     )
+    if assignment.dp is not None:
+        dp_fields(bound)  # refuse a query DP cannot answer before anything else
     return bound
 
 
-def compute_checked(bound: BoundQuery, data: LocalData) -> np.ndarray:
-    """The node's local vector, once its query set passes the dataset's policy.
+def prepare_dp(
+    assignment: TaskAssignment,
+    bound: BoundQuery,
+    budgets: NodeBudgets | None,
+    min_nodes: int,
+    max_nodes: int,
+) -> NoisePlan | None:
+    """For a DP task: charge the analyst's budget (before data is touched) and return
+    the noise plan this node derived itself; None for a task without DP.
+
+    Raises:
+        DisclosureControlError: the node keeps no state (no ``state_dir``), or the
+            budget would be exceeded.
+    """
+    if assignment.dp is None:
+        return None
+    if budgets is None:
+        raise DisclosureControlError(
+            "this node has no state_dir configured, so it cannot keep a DP budget ledger; "
+            "it refuses differentially private queries"
+        )
+    return budgets.prepare(assignment, bound, min_nodes, max_nodes)
+
+
+def compute_checked(
+    bound: BoundQuery, data: LocalData, noise: NoisePlan | None = None
+) -> np.ndarray:
+    """The node's local vector, once its query set passes the dataset's policy; with a
+    noise plan, computed on the clipped columns and noised (:mod:`federation.dp`).
 
     Raises:
         DisclosureControlError: the query's WHERE selects ``0 < rows <`` the policy's
             minimum query set size at this node (nothing is sent).
     """
+    relation = data.relation(bound.dataset)
+    if noise is not None:
+        relation = clipped_relation(bound, relation)
     cursor = data.cursor()
     try:
-        vector = compute_local(bound, cursor, data.relation(bound.dataset))
+        vector = compute_local(bound, cursor, relation)
     finally:
         cursor.close()
     check_query_set(bound, data.policy(bound.dataset), local_query_set_size(bound, vector))
+    if noise is not None:
+        vector = add_node_noise(bound, vector, noise)
     return vector
 
 
@@ -127,8 +169,10 @@ class SecAggTask:
         compute_pool: ThreadPoolExecutor,
         die_at: DropoutStage | None = None,
         die: Die | None = None,
+        budgets: NodeBudgets | None = None,
     ) -> None:
         self.job_id = assignment.job_id
+        self._budgets = budgets
         self._assignment = assignment
         self._data = data
         self._send = send
@@ -221,13 +265,15 @@ class SecAggTask:
             neighbours=setup.neighbours,
             threshold=setup.threshold,
         )
+        # t: fewer surviving nodes than the Shamir threshold cannot be unmasked.
+        noise = prepare_dp(self._assignment, bound, self._budgets, setup.threshold, setup.slots)
         self._machine = NodeSecAgg(params, setup.slot)
-        self._vector = self._pool.submit(self._compute, bound)
+        self._vector = self._pool.submit(self._compute, bound, noise)
         self._vector.add_done_callback(self._computed)
         self._send(SecAggFromNode(self.job_id, self._machine.advertise_keys()))
 
-    def _compute(self, bound: BoundQuery) -> np.ndarray:
-        return compute_checked(bound, self._data)
+    def _compute(self, bound: BoundQuery, noise: NoisePlan | None) -> np.ndarray:
+        return compute_checked(bound, self._data, noise)
 
     def _computed(self, future: Future[np.ndarray]) -> None:
         """Report a failed local computation at once, not at the masking round."""

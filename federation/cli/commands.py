@@ -166,14 +166,28 @@ def nodes(args: argparse.Namespace) -> int:
 
 def query(args: argparse.Namespace) -> int:
     """Run one query and print its result."""
-    with connect(args.coordinator) as client:
+    with connect(args.coordinator, analyst=args.analyst) as client:
         result = client.query(
             args.sql,
             protocol=args.protocol,
             timeout=args.timeout,
             progress=None if args.quiet else _progress,
+            epsilon=args.epsilon,
+            delta=args.delta,
         )
     _print_result(result, args.format)
+    return 0
+
+
+def budget(args: argparse.Namespace) -> int:
+    """Print what is left of an analyst's DP budget on a dataset."""
+    with connect(args.coordinator, analyst=args.analyst) as client:
+        status = client.budget(args.dataset)
+    _out(
+        f"{status.dataset} · analyst {status.analyst}: epsilon {status.remaining:.6g} left "
+        f"of {status.total:.6g} (spent {status.spent:.6g}) at delta={status.delta:g}, "
+        f"{status.composition} (rho {status.remaining_rho:.6g} left)"
+    )
     return 0
 
 
@@ -191,6 +205,8 @@ def _print_result(result: QueryResult, fmt: str) -> None:
             f"job {result.job_id} · {result.protocol} · {result.node_count} of "
             f"{result.selected_nodes} node(s) · {result.elapsed:.3f} s"
         )
+        if result.privacy is not None:
+            _err(f"DP: {result.privacy.summary()}")
 
 
 def job(args: argparse.Namespace) -> int:

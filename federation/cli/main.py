@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from federation.errors import FederationError
 
@@ -27,6 +28,21 @@ def _add_coordinator_arg(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="coordinator address (default: $FEDERATION_COORDINATOR or %(default)s)",
     )
+
+
+def _add_dp_args(query: argparse.ArgumentParser, sub: Any) -> None:
+    """``query --epsilon/--delta/--analyst`` and the ``budget`` command."""
+    query.add_argument(
+        "--epsilon", type=float, default=None, help="run with differential privacy (epsilon > 0)"
+    )
+    query.add_argument("--delta", type=float, default=1e-6, help="DP delta (%(default)s)")
+    query.add_argument(
+        "--analyst", default="anonymous", help="whose DP budget pays (self-declared until mTLS)"
+    )
+    budget = sub.add_parser("budget", help="show what is left of a DP budget on a dataset")
+    budget.add_argument("dataset")
+    _add_coordinator_arg(budget)
+    budget.add_argument("--analyst", default="anonymous", help="whose budget (%(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     query.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     query.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_dp_args(query, sub)
 
     job = sub.add_parser("job", help="show a recorded job and its result")
     job.add_argument("job_id")
@@ -136,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "datasets": commands.datasets,
         "nodes": commands.nodes,
         "query": commands.query,
+        "budget": commands.budget,
         "job": commands.job,
         "simulate": commands.simulate,
     }

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from federation.errors import FederationError, UnknownDatasetError
+from federation.dp.report import ANONYMOUS, DEFAULT_DELTA, BudgetSpend, BudgetStatus, DPParams
+from federation.errors import ConfigError, FederationError, UnknownDatasetError
 from federation.messages import (
     DatasetInfo,
     EncryptedJobResult,
@@ -44,8 +45,13 @@ ProgressCallback = Callable[[JobProgress], None]
 class Client:
     """A connection to a coordinator, for analysts."""
 
-    def __init__(self, address: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, address: str, *, connect_timeout: float = 10.0, analyst: str = ANONYMOUS
+    ) -> None:
         self.address = address
+        self.analyst = analyst
+        """Whose DP budget this client's queries spend. Self-declared: until mutual TLS
+        identities arrive, the coordinator and nodes take it on trust."""
         self._conn = AnalystConnection(address, connect_timeout=connect_timeout)
         self.keys = KeyRing()
         """This client's homomorphic key pairs (secret keys stay in this process)."""
@@ -81,6 +87,8 @@ class Client:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         quantile_tolerance: float = DEFAULT_TOLERANCE,
+        epsilon: float | None = None,
+        delta: float = DEFAULT_DELTA,
     ) -> QueryResult:
         """Run an aggregate query over a federated dataset.
 
@@ -95,12 +103,23 @@ class Client:
                 over double columns: the relative width at which the histogram
                 refinement stops (0: exact to the double); the result's
                 ``error_bounds`` states the error reached. Integer columns are exact.
+            epsilon: Run with differential privacy at this epsilon (> 0): every node
+                adds discrete Gaussian noise before aggregation and charges
+                ``client.analyst``'s budget; ``result.privacy`` states the noise. DP
+                queries may use COUNT, SUM and AVG over columns with declared bounds.
+            delta: The DP delta (with ``epsilon``).
 
         Raises:
             FederationError: a subclass naming the problem (bad SQL, unknown column,
                 too few nodes, ...). Its ``job_id`` is set when a job was started.
         """
+        dp = None if epsilon is None else DPParams(epsilon, delta, self.analyst)
         plan = split_quantiles(sql)
+        if plan is not None and dp is not None:
+            raise ConfigError(
+                "quantiles are not available with differential privacy yet (they take "
+                "several adaptive jobs); use COUNT, SUM or AVG"
+            )
         if plan is not None:
             return run_quantile_query(
                 self,
@@ -119,7 +138,7 @@ class Client:
         public_key = self.keys.key(proto).public_bytes() if proto.homomorphic else b""
         accepted: JobAccepted | None = None
         result: JobResult | None = None
-        request = QueryRequest(sql, proto, public_key)
+        request = QueryRequest(sql, proto, public_key, dp=dp)
         for event in self._conn.submit_query(request, timeout):
             if isinstance(event, JobAccepted):
                 accepted = event
@@ -130,7 +149,7 @@ class Client:
                 result = event
             elif isinstance(event, EncryptedJobResult):
                 try:
-                    table = open_result(sql, event, self.keys.key(proto))
+                    table = open_result(sql, event, self.keys.key(proto), dp=dp is not None)
                 except FederationError as exc:
                     exc.job_id = event.job_id
                     raise
@@ -146,8 +165,27 @@ class Client:
                     selected_nodes=event.selected_nodes,
                     table=result.table,
                     elapsed=time.monotonic() - started,
+                    privacy=event.privacy,
                 )
         raise FederationError("the coordinator ended the job stream without completing it")
+
+    def budget(self, dataset: str, analyst: str | None = None) -> BudgetStatus:
+        """What is left of ``analyst``'s (default: ``client.analyst``) DP budget on
+        ``dataset``: the least over the dataset's nodes, as the directory mirrors their
+        ledgers, in epsilon at the dataset policy's delta (``.remaining``), with the
+        composition rule (``.composition``, zCDP) and what was spent (``.spent``)."""
+        who = self.analyst if analyst is None else analyst
+        for info in self.datasets():
+            if info.schema.name.lower() == dataset.lower():
+                name = info.schema.name
+                spend = next(
+                    (b for b in info.budgets if b.analyst == who),
+                    BudgetSpend(name, who, 0.0, info.policy.dp_rho),
+                )
+                return BudgetStatus.from_spend(spend, info.policy.dp_delta)
+        raise UnknownDatasetError(
+            f"the directory has no dataset {dataset!r}; see client.datasets() for what exists"
+        )
 
     def _schema(self, dataset: str) -> DatasetSchema:
         for info in self.datasets():
@@ -239,6 +277,8 @@ class Client:
         return self._conn.get_job(job_id)
 
 
-def connect(address: str, *, timeout: float = 10.0) -> Client:
-    """Connect to the coordinator at ``host:port``; use as a context manager."""
-    return Client(address, connect_timeout=timeout)
+def connect(address: str, *, timeout: float = 10.0, analyst: str = ANONYMOUS) -> Client:
+    """Connect to the coordinator at ``host:port``; use as a context manager.
+
+    ``analyst`` names whose DP budget the queries spend (self-declared until mTLS)."""
+    return Client(address, connect_timeout=timeout, analyst=analyst)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from federation.dp.mechanism import dp_fields, project_consistent
 from federation.encoding import DIGIT_BITS
 from federation.errors import ProtocolError
 from federation.messages import EncryptedJobResult, Protocol
@@ -42,8 +43,11 @@ class KeyRing:
         return f"KeyRing(protocols={sorted(p.value for p in self._keys)})"
 
 
-def open_result(sql: str, result: EncryptedJobResult, key: HESecretKey) -> ResultTable:
-    """Decrypt a homomorphic job's result and finalize the query's table."""
+def open_result(
+    sql: str, result: EncryptedJobResult, key: HESecretKey, *, dp: bool = False
+) -> ResultTable:
+    """Decrypt a homomorphic job's result and finalize the query's table (for a DP
+    query, after making the noisy counts consistent: post-processing)."""
     bound = bind_query(parse_query(sql), result.schema)
     if bound.fingerprint != result.fingerprint or bound.vector_length != result.length:
         raise ProtocolError(
@@ -66,4 +70,7 @@ def open_result(sql: str, result: EncryptedJobResult, key: HESecretKey) -> Resul
     if spec.ring_bits < 64:
         wrap = sums >= half
         signed[wrap] -= np.int64(1) << np.int64(spec.ring_bits)
-    return finalize(bound, signed.view(np.uint64))
+    total = signed.view(np.uint64)
+    if dp:
+        total = project_consistent(bound, total, dp_fields(bound))
+    return finalize(bound, total)

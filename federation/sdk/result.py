@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from federation.dp.report import PrivacyReport
 from federation.render import render_table
 from federation.table import Cell, ResultTable
 
@@ -32,6 +33,9 @@ class QueryResult:
             then the histogram rounds).
         error_bounds: The largest absolute error of each approximate column (the
             quantiles; 0.0 when exact). Columns not listed are exact.
+        privacy: For a differentially private query: the mechanism, the epsilon,
+            delta and rho spent, and the noise std of each noised aggregate in the
+            result's units (``privacy.sigma("SUM(x)")``); None otherwise.
     """
 
     job_id: str
@@ -43,6 +47,7 @@ class QueryResult:
     elapsed: float
     jobs: tuple[str, ...] = ()
     error_bounds: Mapping[str, float] = field(default_factory=dict)
+    privacy: PrivacyReport | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -63,4 +68,6 @@ class QueryResult:
             f"job {self.job_id} · {self.protocol} · {self.node_count} of "
             f"{self.selected_nodes} node(s) · {self.elapsed:.3f} s"
         )
+        if self.privacy is not None:
+            footer += f"\nDP: {self.privacy.summary()}"
         return f"{render_table(self.table)}\n{footer}"

@@ -32,6 +32,7 @@ from federation.transport.serde import (
     node_info_from_proto,
     protocol_from_wire,
 )
+from federation.transport.serde_dp import dp_params_to_proto, privacy_report_from_proto
 from federation.transport.status import error_from_rpc
 from federation.v1 import analyst_pb2, analyst_pb2_grpc
 
@@ -114,6 +115,7 @@ class AnalystConnection:
                     sql=request.sql,
                     protocol=request.protocol.value,
                     public_key=request.public_key,
+                    dp=None if request.dp is None else dp_params_to_proto(request.dp),
                 ),
                 timeout=timeout,
             )
@@ -187,6 +189,7 @@ class _EventDecoder:
                 selected_nodes=c.selected_nodes,
                 contributing_nodes=c.contributing_nodes,
                 finished_at=c.finished_at,
+                privacy=privacy_report_from_proto(c.privacy) if c.HasField("privacy") else None,
             )
         )
         return out

@@ -31,6 +31,7 @@ from federation.policy import DEFAULT_POLICY, ApprovalMode, Policy
 from federation.schema import Classification, Column, ColumnType, DatasetSchema
 from federation.table import Cell, ColumnKind, NumericColumn, ResultTable, paused_gc
 from federation.transport.options import MAX_MESSAGE_BYTES
+from federation.transport.serde_dp import budgets_from_proto, budgets_to_proto
 from federation.v1 import analyst_pb2, common_pb2
 
 __all__ = [
@@ -180,6 +181,7 @@ def dataset_info_to_proto(info: DatasetInfo) -> analyst_pb2.DatasetInfo:
         status=info.status.value,
         detail=info.detail,
         policy=policy_to_proto(info.policy),
+        budgets=budgets_to_proto(info.budgets),
     )
 
 
@@ -196,6 +198,7 @@ def dataset_info_from_proto(msg: analyst_pb2.DatasetInfo) -> DatasetInfo:
         status=status,
         detail=msg.detail,
         policy=policy_from_proto(msg.policy) if msg.HasField("policy") else DEFAULT_POLICY,
+        budgets=budgets_from_proto(msg.budgets),
     )
 
 

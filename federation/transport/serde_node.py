@@ -45,6 +45,12 @@ from federation.transport.serde import (
     schema_from_proto,
     schema_to_proto,
 )
+from federation.transport.serde_dp import (
+    budgets_from_proto,
+    budgets_to_proto,
+    dp_params_from_proto,
+    dp_params_to_proto,
+)
 from federation.v1 import node_pb2
 
 __all__ = [
@@ -198,7 +204,11 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
             )
         )
     elif isinstance(message, Heartbeat):
-        yield node_pb2.NodeMessage(heartbeat=node_pb2.Heartbeat(sent_at=message.sent_at))
+        yield node_pb2.NodeMessage(
+            heartbeat=node_pb2.Heartbeat(
+                sent_at=message.sent_at, budgets=budgets_to_proto(message.budgets)
+            )
+        )
     elif isinstance(message, TaskFailure):
         yield node_pb2.NodeMessage(
             task_failed=node_pb2.TaskFailed(
@@ -277,7 +287,9 @@ def node_message_from_proto(
             ),
         )
     if which == "heartbeat":
-        return Heartbeat(sent_at=msg.heartbeat.sent_at)
+        return Heartbeat(
+            sent_at=msg.heartbeat.sent_at, budgets=budgets_from_proto(msg.heartbeat.budgets)
+        )
     if which == "task_failed":
         return TaskFailure(
             job_id=msg.task_failed.job_id, error=error_from_proto(msg.task_failed.error)
@@ -340,6 +352,8 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
             round_timeout=message.round_timeout,
             min_cell_size=message.min_cell_size,
         )
+        if message.dp is not None:
+            task.dp.CopyFrom(dp_params_to_proto(message.dp))
         if message.secagg is not None:
             s = message.secagg
             task.secagg.CopyFrom(
@@ -468,6 +482,7 @@ def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
         secagg=secagg,
         he=he,
         min_cell_size=max(int(t.min_cell_size), 1),
+        dp=dp_params_from_proto(t.dp) if t.HasField("dp") else None,
     )
 
 

@@ -36,6 +36,7 @@ from federation.transport.serde import (
     result_chunks,
     table_header_to_proto,
 )
+from federation.transport.serde_dp import dp_params_from_proto, privacy_report_to_proto
 from federation.transport.serde_node import (
     ChunkReassembler,
     chunk_bytes,
@@ -95,6 +96,7 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
                 sql=request.sql,
                 protocol=protocol_from_wire(request.protocol),
                 public_key=bytes(request.public_key),
+                dp=dp_params_from_proto(request.dp) if request.HasField("dp") else None,
             )
             for event in self._backend.run_query(query):
                 yield from _job_event_to_proto(event)
@@ -153,6 +155,7 @@ def _job_event_to_proto(event: JobEvent) -> Iterator[analyst_pb2.JobEvent]:
                 selected_nodes=event.selected_nodes,
                 finished_at=event.finished_at,
                 protocol=event.protocol.value,
+                privacy=None if event.privacy is None else privacy_report_to_proto(event.privacy),
             ),
         )
 

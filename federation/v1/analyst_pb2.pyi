@@ -85,6 +85,7 @@ class DatasetInfo(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
     node_count: _builtins.int
     online_node_count: _builtins.int
     status: _builtins.str
@@ -96,6 +97,10 @@ class DatasetInfo(_message.Message):
     def policy(self) -> _common_pb2.DatasetPolicy:
         """the strictest of its nodes' policies (what a job obeys)"""
 
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BudgetSpend]:
+        """per analyst: the DP budget of the node with the least left"""
+
     def __init__(
         self,
         *,
@@ -105,10 +110,11 @@ class DatasetInfo(_message.Message):
         status: _builtins.str = ...,
         detail: _builtins.str = ...,
         policy: _common_pb2.DatasetPolicy | None = ...,
+        budgets: _abc.Iterable[_common_pb2.BudgetSpend] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "node_count", b"node_count", "online_node_count", b"online_node_count", "policy", b"policy", "schema", b"schema", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "detail", b"detail", "node_count", b"node_count", "online_node_count", b"online_node_count", "policy", b"policy", "schema", b"schema", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,21 +211,27 @@ class SubmitQueryRequest(_message.Message):
     SQL_FIELD_NUMBER: _builtins.int
     PROTOCOL_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    DP_FIELD_NUMBER: _builtins.int
     sql: _builtins.str
     protocol: _builtins.str
     """secagg (default) | paillier | ckks"""
     public_key: _builtins.bytes
     """the analyst's homomorphic public key (paillier, ckks)"""
+    @_builtins.property
+    def dp(self) -> _common_pb2.DPParams:
+        """set for a differentially private query"""
+
     def __init__(
         self,
         *,
         sql: _builtins.str = ...,
         protocol: _builtins.str = ...,
         public_key: _builtins.bytes = ...,
+        dp: _common_pb2.DPParams | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dp", b"dp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["protocol", b"protocol", "public_key", b"public_key", "sql", b"sql"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dp", b"dp", "protocol", b"protocol", "public_key", b"public_key", "sql", b"sql"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -522,6 +534,70 @@ class ColumnChunk(_message.Message):
 Global___ColumnChunk: _TypeAlias = ColumnChunk  # noqa: Y015
 
 @_typing.final
+class NoiseScale(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SIGMA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    sigma: _builtins.float
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        sigma: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "sigma", b"sigma"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NoiseScale: _TypeAlias = NoiseScale  # noqa: Y015
+
+@_typing.final
+class PrivacyReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MECHANISM_FIELD_NUMBER: _builtins.int
+    COMPOSITION_FIELD_NUMBER: _builtins.int
+    EPSILON_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    RHO_FIELD_NUMBER: _builtins.int
+    MIN_NODES_FIELD_NUMBER: _builtins.int
+    SIGMAS_FIELD_NUMBER: _builtins.int
+    COLUMN_SIGMAS_FIELD_NUMBER: _builtins.int
+    mechanism: _builtins.str
+    composition: _builtins.str
+    epsilon: _builtins.float
+    delta: _builtins.float
+    rho: _builtins.float
+    min_nodes: _builtins.int
+    @_builtins.property
+    def sigmas(self) -> _containers.RepeatedCompositeFieldContainer[Global___NoiseScale]: ...
+    @_builtins.property
+    def column_sigmas(self) -> _containers.RepeatedCompositeFieldContainer[Global___NoiseScale]: ...
+    def __init__(
+        self,
+        *,
+        mechanism: _builtins.str = ...,
+        composition: _builtins.str = ...,
+        epsilon: _builtins.float = ...,
+        delta: _builtins.float = ...,
+        rho: _builtins.float = ...,
+        min_nodes: _builtins.int = ...,
+        sigmas: _abc.Iterable[Global___NoiseScale] | None = ...,
+        column_sigmas: _abc.Iterable[Global___NoiseScale] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_sigmas", b"column_sigmas", "composition", b"composition", "delta", b"delta", "epsilon", b"epsilon", "mechanism", b"mechanism", "min_nodes", b"min_nodes", "rho", b"rho", "sigmas", b"sigmas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrivacyReport: _TypeAlias = PrivacyReport  # noqa: Y015
+
+@_typing.final
 class JobCompleted(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -529,10 +605,15 @@ class JobCompleted(_message.Message):
     SELECTED_NODES_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     PROTOCOL_FIELD_NUMBER: _builtins.int
+    PRIVACY_FIELD_NUMBER: _builtins.int
     contributing_nodes: _builtins.int
     selected_nodes: _builtins.int
     finished_at: _builtins.float
     protocol: _builtins.str
+    @_builtins.property
+    def privacy(self) -> Global___PrivacyReport:
+        """set for a DP query"""
+
     def __init__(
         self,
         *,
@@ -540,10 +621,11 @@ class JobCompleted(_message.Message):
         selected_nodes: _builtins.int = ...,
         finished_at: _builtins.float = ...,
         protocol: _builtins.str = ...,
+        privacy: Global___PrivacyReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["privacy", b"privacy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contributing_nodes", b"contributing_nodes", "finished_at", b"finished_at", "protocol", b"protocol", "selected_nodes", b"selected_nodes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contributing_nodes", b"contributing_nodes", "finished_at", b"finished_at", "privacy", b"privacy", "protocol", b"protocol", "selected_nodes", b"selected_nodes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -136,9 +136,67 @@ class DatasetPolicy(_message.Message):
 Global___DatasetPolicy: _TypeAlias = DatasetPolicy  # noqa: Y015
 
 @_typing.final
-class Error(_message.Message):
-    """A typed error: a stable code and a message that never contains data values."""
+class DPParams(_message.Message):
+    """A typed error: a stable code and a message that never contains data values.
+    A query's differential-privacy request (absent or epsilon 0: no DP).
+    """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    ANALYST_FIELD_NUMBER: _builtins.int
+    epsilon: _builtins.float
+    delta: _builtins.float
+    analyst: _builtins.str
+    """whose budget pays; self-declared until mutual TLS"""
+    def __init__(
+        self,
+        *,
+        epsilon: _builtins.float = ...,
+        delta: _builtins.float = ...,
+        analyst: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst", b"analyst", "delta", b"delta", "epsilon", b"epsilon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DPParams: _TypeAlias = DPParams  # noqa: Y015
+
+@_typing.final
+class BudgetSpend(_message.Message):
+    """What one analyst has spent of one dataset's DP budget, in zCDP rho."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    ANALYST_FIELD_NUMBER: _builtins.int
+    SPENT_RHO_FIELD_NUMBER: _builtins.int
+    BUDGET_RHO_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    analyst: _builtins.str
+    spent_rho: _builtins.float
+    budget_rho: _builtins.float
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        analyst: _builtins.str = ...,
+        spent_rho: _builtins.float = ...,
+        budget_rho: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst", b"analyst", "budget_rho", b"budget_rho", "dataset", b"dataset", "spent_rho", b"spent_rho"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetSpend: _TypeAlias = BudgetSpend  # noqa: Y015
+
+@_typing.final
+class Error(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int

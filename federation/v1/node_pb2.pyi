@@ -159,15 +159,21 @@ class Heartbeat(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SENT_AT_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
     sent_at: _builtins.float
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BudgetSpend]:
+        """the node's DP ledger, per (dataset, analyst)"""
+
     def __init__(
         self,
         *,
         sent_at: _builtins.float = ...,
+        budgets: _abc.Iterable[_common_pb2.BudgetSpend] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "sent_at", b"sent_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,6 +271,7 @@ class Task(_message.Message):
     SECAGG_FIELD_NUMBER: _builtins.int
     HE_FIELD_NUMBER: _builtins.int
     MIN_CELL_SIZE_FIELD_NUMBER: _builtins.int
+    DP_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     dataset: _builtins.str
     sql: _builtins.str
@@ -278,6 +285,10 @@ class Task(_message.Message):
     def secagg(self) -> Global___SecAggSetup: ...
     @_builtins.property
     def he(self) -> Global___HESetup: ...
+    @_builtins.property
+    def dp(self) -> _common_pb2.DPParams:
+        """set for a DP query; the node derives the noise itself"""
+
     def __init__(
         self,
         *,
@@ -290,10 +301,11 @@ class Task(_message.Message):
         secagg: Global___SecAggSetup | None = ...,
         he: Global___HESetup | None = ...,
         min_cell_size: _builtins.int = ...,
+        dp: _common_pb2.DPParams | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["he", b"he", "secagg", b"secagg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dp", b"dp", "he", b"he", "secagg", b"secagg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "min_cell_size", b"min_cell_size", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "dp", b"dp", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "min_cell_size", b"min_cell_size", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
