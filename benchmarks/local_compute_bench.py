@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from federation.query import bind_query, compute_local, parse_query
-from federation.query.formulation import Tier
+from federation.query.formulation import reference_tiers
 from federation.schema import Column, ColumnType, DatasetSchema
 
 CASES = [
@@ -106,7 +106,7 @@ def main() -> None:
         )
         for label, stats, grouping, sql in cases():
             bound = bind_query(parse_query(sql), schema)
-            reference = (Tier.REFERENCE,) * len(bound.aggregations)
+            reference = reference_tiers(bound)
             funcs: dict[str, Callable[[], object]] = {
                 "reference": lambda b=bound, t=reference: compute_local(b, con, "d", tiers=t),  # type: ignore[misc]
                 "exact": lambda b=bound: compute_local(b, con, "d"),  # type: ignore[misc]

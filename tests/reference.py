@@ -178,3 +178,25 @@ def logistic_mle(rows: list[list[float]], ys: list[int], *, digits: int = 50) ->
         if max(abs(s) for s in step) < Decimal("1e-35"):
             break
     return [Fraction(b) for b in beta]
+
+
+def fixed_point_52(value: float) -> Fraction:
+    """A double as the federation encodes it: ``round(x·2**52) / 2**52``, ties away from 0."""
+    scaled = Fraction(value) * 2**52
+    whole = math.floor(abs(scaled) + Fraction(1, 2))
+    return Fraction(whole if scaled >= 0 else -whole, 2**52)
+
+
+def exact_sum_of_products(
+    rows: Iterable[tuple[object, object]], *, encode: bool = True
+) -> Fraction | None:
+    """``Σ a·b`` over the rows where both are present (NULL when there are none); a
+    float operand is taken as encoded (:func:`fixed_point_52`) when ``encode``."""
+
+    def value(v: object) -> Fraction:
+        if isinstance(v, float) and encode:
+            return fixed_point_52(v)
+        return Fraction(v)  # type: ignore[arg-type]
+
+    terms = [value(a) * value(b) for a, b in rows if a is not None and b is not None]
+    return sum(terms, Fraction(0)) if terms else None

@@ -22,6 +22,10 @@ states miss the cache): there the plan with the fewest aggregates wins.
   the reference tier (see :func:`_narrow_parts`). With a GROUP BY of few slots, ``S2``
   comes from ten certified DOUBLE sums of products of 16-bit limbs of ``|X|``;
   otherwise from the reference TWO limb plan.
+* Cross products ``ΣXY``: each column the products read is an item of its own
+  (:func:`product_columns`); on NARROW an unbounded double is split into two BIGINT
+  limbs when ``|x| < 2**11`` (four sums a product instead of nine,
+  :func:`_product_parts`), else it keeps its reference limbs.
 * :attr:`Tier.REFERENCE`: 31-bit limbs whose products fit BIGINT, summed in HUGEINT
   (:class:`~federation.encoding.LimbPlan`); exact for every accepted value, and the
   tier that reports out-of-range values, NaN and failed WHERE clauses.
@@ -61,9 +65,14 @@ __all__ = [
     "build_plan",
     "column_tiers",
     "domain_error",
+    "item_tiers",
+    "narrow_probes",
+    "product_columns",
     "quote",
     "range_condition",
+    "reference_tiers",
     "render",
+    "split_tiers",
     "string_literal",
 ]
 
@@ -106,6 +115,58 @@ def column_tiers(agg: ColumnAggregation) -> tuple[Tier, ...]:
     if fmt.limbs is LimbPlan.ONE:  # |X| <= 2**31: the reference is as cheap
         return (Tier.REFERENCE,)
     return (Tier.NARROW, Tier.REFERENCE)
+
+
+def product_columns(bound: BoundQuery) -> list[tuple[Column, FixedPointFormat]]:
+    """The distinct columns the cross products read, in first-use order; each is an item
+    of the local query whose tier says how its ``X`` is split into limbs."""
+    seen: dict[str, tuple[Column, FixedPointFormat]] = {}
+    for p in bound.products:
+        for col, fmt in ((p.left, p.left_format), (p.right, p.right_format)):
+            seen.setdefault(col.name, (col, fmt))
+    return list(seen.values())
+
+
+def split_tiers(fmt: FixedPointFormat) -> tuple[Tier, ...]:
+    """The tiers of a column read by cross products, fastest first.
+
+    NARROW applies to a double column on the THREE limb plan (no bounds tighter than
+    ``|x| < 2**10``): it is split into two BIGINT limbs instead of three
+    (:func:`_narrow_limbs`), so a product of two such columns takes four sums, not nine.
+    """
+    return (Tier.NARROW, Tier.REFERENCE) if _three_limb_double(fmt) else (Tier.REFERENCE,)
+
+
+def item_tiers(bound: BoundQuery) -> list[tuple[Tier, ...]]:
+    """The tiers of every item of the local query: ``bound.aggregations`` (see
+    :func:`column_tiers`), then the product columns (:func:`product_columns`,
+    :func:`split_tiers`)."""
+    return [column_tiers(a) for a in bound.aggregations] + [
+        split_tiers(fmt) for _, fmt in product_columns(bound)
+    ]
+
+
+def narrow_probes(bound: BoundQuery, tiers: tuple[Tier, ...]) -> list[tuple[int, str]]:
+    """``(item, aggregate)`` for every item on the NARROW tier: a count of its values
+    that do not fit that tier (``|x| >= 2**11``, NaN, ±inf; conservatively also
+    ``x = -2**11``). After the local query fails, these find the items to escalate."""
+    values = [_masked(a) for a in bound.aggregations]
+    values += [quote(col.name) for col, _ in product_columns(bound)]
+    limit = _double_literal(float(_NARROW_LIMIT))
+    return [
+        (i, f"count_if(NOT (abs(CAST({value} AS DOUBLE)) < {limit}))")
+        for i, (value, tier) in enumerate(zip(values, tiers, strict=True))
+        if tier is Tier.NARROW
+    ]
+
+
+def reference_tiers(bound: BoundQuery) -> tuple[Tier, ...]:
+    """Every item of the local query on the reference tier."""
+    return (Tier.REFERENCE,) * (len(bound.aggregations) + len(product_columns(bound)))
+
+
+def _three_limb_double(fmt: FixedPointFormat) -> bool:
+    return fmt.column_type is ColumnType.DOUBLE and fmt.limbs is LimbPlan.THREE
 
 
 def quote(name: str) -> str:
@@ -167,7 +228,10 @@ class Plan:
     )
     checks: list[tuple[int, DataError]] = field(default_factory=list)
     certified: list[tuple[int, int]] = field(default_factory=list)
-    limbs: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    limbs: dict[tuple[str, Tier], list[tuple[str, int]]] = field(default_factory=dict)
+    """Limbs ``(alias, shift)`` of a column's ``X`` already split, by column and tier."""
+    narrow_values: dict[str, str] = field(default_factory=dict)
+    """Aliases of a column's ``X`` as BIGINT already computed by a NARROW column."""
 
     def add(
         self, key: tuple[FieldKind, str | None], parts: list[_Sum], certify: int | None = None
@@ -377,21 +441,58 @@ def _limbs(plan: Plan, tag: str, raw: str, fmt: FixedPointFormat) -> list[tuple[
     return [(f"#pa{tag}", 31), (f"#pc{tag}", 0)]
 
 
-def _column_limbs(plan: Plan, column: Column, fmt: FixedPointFormat) -> list[tuple[str, int]]:
-    """The limbs of one column, split once per query however many products read it."""
-    if column.name not in plan.limbs:
+def _narrow_limbs(plan: Plan, tag: str, column: Column) -> list[tuple[str, int]]:
+    """Two BIGINT limbs of a double column's ``X`` for the NARROW product tier.
+
+    ``X = CAST(round(x·2**52) AS BIGINT)`` (the cast fails for ``|x| >= 2**11``, NaN and
+    ±inf, as in :func:`_narrow_parts`), ``a = X >> 31`` in ``[-2**32, 2**32)`` and
+    ``c = X & (2**31-1)`` in ``[0, 2**31)``: ``X = a·2**31 + c``. The BIGINT value is
+    shared with the column's own NARROW sums when the query has them.
+    """
+    known = plan.narrow_values.get(column.name)
+    if known is None:
+        known = f"#pv{tag}"
+        value = f"CAST(round(CAST({quote(column.name)} AS DOUBLE) * {_P52}) AS BIGINT)"
+        plan.stages[0].append((known, value))
+    v = quote(known)
+    plan.stages[1] += [(f"#pa{tag}", f"{v} >> 31"), (f"#pc{tag}", f"{v} & {_MASK31}")]
+    return [(f"#pa{tag}", 31), (f"#pc{tag}", 0)]
+
+
+def _column_limbs(
+    plan: Plan, column: Column, fmt: FixedPointFormat, tier: Tier
+) -> list[tuple[str, int]]:
+    """The limbs of one column, split once per query however many products read it.
+
+    On the NARROW tier, a three-limb double column is split in two BIGINT limbs
+    (:func:`_narrow_limbs`); every other column has its reference limbs.
+    """
+    if tier is Tier.NARROW and not _three_limb_double(fmt):
+        tier = Tier.REFERENCE
+    key = (column.name, tier)
+    if key not in plan.limbs:
         tag = f"c{len(plan.limbs)}"
-        plan.limbs[column.name] = _limbs(plan, tag, quote(column.name), fmt)
-    return plan.limbs[column.name]
+        if tier is Tier.NARROW:
+            plan.limbs[key] = _narrow_limbs(plan, tag, column)
+        else:
+            plan.limbs[key] = _limbs(plan, tag, quote(column.name), fmt)
+    return plan.limbs[key]
 
 
-def _product_parts(plan: Plan, product: ProductAggregation) -> None:
+def _product_parts(plan: Plan, product: ProductAggregation, tiers: dict[str, Tier]) -> None:
     """``ΣXY`` of a pair: the sum of every limb product, each summed in HUGEINT.
 
-    Rows where either value is NULL have a NULL product and add nothing.
+    Rows where either value is NULL have a NULL product and add nothing. Reference:
+    limbs of at most 31 bits (up to nine products), whose products fit BIGINT. NARROW:
+    a three-limb double side has two limbs ``a`` (33 bits, signed) and ``c`` (31 bits,
+    :func:`_narrow_limbs`), so a pair of such columns takes four sums instead of nine;
+    ``a·c'`` always fits BIGINT, and ``a·a'`` does unless ``|X·Y| >= 2**125``: the
+    BIGINT product then fails and the query escalates to the reference tier. Each side
+    has its own column's tier (``tiers``), so a wide column costs six sums with a narrow
+    one, not nine.
     """
-    left = _column_limbs(plan, product.left, product.left_format)
-    right = _column_limbs(plan, product.right, product.right_format)
+    left = _column_limbs(plan, product.left, product.left_format, tiers[product.left.name])
+    right = _column_limbs(plan, product.right, product.right_format, tiers[product.right.name])
     parts = [_Sum(f"sum({quote(a)} * {quote(b)})", sa + sb) for a, sa in left for b, sb in right]
     plan.add((FieldKind.SUM_PRODUCTS, product.key), parts)
 
@@ -407,8 +508,10 @@ def _masked(agg: ColumnAggregation) -> str:
 
 
 def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
-    """The local query with ``tiers[i]`` for ``bound.aggregations[i]``."""
+    """The local query with ``tiers[i]`` for item ``i``: ``bound.aggregations``, then
+    the product columns (:func:`item_tiers`)."""
     plan = Plan(tiers=tiers)
+    count = len(bound.aggregations)
     few_groups = bool(bound.group_keys) and bound.layout.slots <= _FEW_SLOTS
     for k, key in enumerate(bound.group_keys):
         plan.stages[0].append((f"#g{k}", group_sql(key)))
@@ -418,7 +521,7 @@ def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
         if rule is not None:
             plan.stages[0].append((f"#k{k}", f"({rule[0]})"))
             plan.check(quote(f"#k{k}"), rule[1])
-    for i, (agg, tier) in enumerate(zip(bound.aggregations, tiers, strict=True)):
+    for i, (agg, tier) in enumerate(zip(bound.aggregations, tiers[:count], strict=True)):
         raw = quote(f"#x{i}")
         value, name = _masked(agg), agg.key
         plan.stages[0].append((f"#x{i}", value))
@@ -430,6 +533,8 @@ def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
                 check = _narrow_parts(
                     plan, i, fmt, agg.need_squares, few_groups, raw=value, name=name
                 )
+                if agg.mask is None and agg.expression is None:
+                    plan.narrow_values.setdefault(agg.column.name, f"#v{i}")
             else:
                 _reference_parts(plan, i, fmt, agg.need_squares, raw=value, name=name)
                 check = True
@@ -440,15 +545,18 @@ def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
         if agg.column.type is ColumnType.CATEGORICAL:
             domain = ", ".join(string_literal(v) for v in agg.column.domain)
             plan.check(f"{raw} IN ({domain})", domain_error(agg.column))
-    _products(bound, plan)
+    _products(bound, plan, tiers[count:])
     return plan
 
 
-def _products(bound: BoundQuery, plan: Plan) -> None:
+def _products(bound: BoundQuery, plan: Plan, tiers: tuple[Tier, ...]) -> None:
     """The cross products, and the range check of every column they read."""
     checked = {a.column.name for a in bound.aggregations if a.need_sum and a.mask is None}
+    by_column = {
+        col.name: tier for (col, _), tier in zip(product_columns(bound), tiers, strict=True)
+    }
     for product in bound.products:
-        _product_parts(plan, product)
+        _product_parts(plan, product, by_column)
         for col, fmt in (
             (product.left, product.left_format),
             (product.right, product.right_format),

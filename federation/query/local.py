@@ -7,12 +7,13 @@ when the data needs it). Several formulations of that query give the same intege
 different speeds
 (:mod:`federation.query.formulation`): the node runs the fastest tier of every column,
 and when the data does not fit a tier (a value too large for it, or a DOUBLE sum that
-does not certify as exact) it reruns with that column, or on a DuckDB error with every
-column, on a slower tier, down to the reference formulation. Which tier ran changes
-the time only, never the vector, and the rerun depends on nothing but the node's own
-data. Only per-group aggregates are fetched, never rows. The range checks (values
-outside the encodable range, NaN, ±inf) run in the same query; a failing value is
-never echoed in an error.
+does not certify as exact) it reruns with that column on a slower tier, down to the
+reference formulation; on a DuckDB error a cheap probe finds the columns too wide for
+their NARROW tier, and only when none is does every column fall to the reference.
+Which tier ran changes the time only, never the vector, and the rerun depends on
+nothing but the node's own data. Only per-group aggregates are fetched, never rows.
+The range checks (values outside the encodable range, NaN, ±inf) run in the same
+query; a failing value is never echoed in an error.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from federation.query.formulation import (
     Plan,
     Tier,
     build_plan,
-    column_tiers,
     domain_error,
+    item_tiers,
+    narrow_probes,
     quote,
     range_condition,
     render,
@@ -62,14 +64,15 @@ Rows = list[tuple[object, ...]]
 def local_sql(bound: BoundQuery, relation: str, tiers: tuple[Tier, ...] | None = None) -> str:
     """The DuckDB query a node runs first for ``bound`` over ``relation`` (for inspection).
 
-    ``tiers`` (one per ``bound.aggregations``) selects another formulation.
+    ``tiers`` (one per ``bound.aggregations``, then one per ``bound.products``) selects
+    another formulation.
     """
     return render(bound, build_plan(bound, _start_tiers(bound, tiers)), relation)
 
 
 def _start_tiers(bound: BoundQuery, tiers: tuple[Tier, ...] | None) -> tuple[Tier, ...]:
-    """``tiers`` checked against what each column allows; by default each one's fastest."""
-    options = [column_tiers(agg) for agg in bound.aggregations]
+    """``tiers`` checked against what each item allows; by default each one's fastest."""
+    options = item_tiers(bound)
     if tiers is None:
         return tuple(o[0] for o in options)
     if len(tiers) != len(options) or any(t not in o for t, o in zip(tiers, options, strict=False)):
@@ -119,8 +122,9 @@ def compute_local(
         con: A DuckDB connection that can read ``relation``.
         relation: The (already safely quoted) name of a view or table with the node's
             rows, in the schema's declared column types.
-        tiers: The tier to start from for each of ``bound.aggregations``, among its
-            :func:`~federation.query.formulation.column_tiers` (default: the fastest).
+        tiers: The tier to start from for each of ``bound.aggregations``, then each of
+            ``bound.products``, among its :func:`~federation.query.formulation.item_tiers`
+            (default: the fastest; ``reference_tiers(bound)``: the reference formulation).
             Any choice gives the same vector; tests and benchmarks use it to compare
             formulations.
 
@@ -151,7 +155,7 @@ def _run(
             if any(t is not Tier.REFERENCE for t in tiers):
                 # A value outside a fast tier's range, or a real error that the
                 # reference formulation reproduces and reports.
-                tiers = (Tier.REFERENCE,) * len(tiers)
+                tiers = _escalate(bound, con, relation, tiers)
                 continue
             _diagnose(bound, con, relation)
             raise _evaluation_error(exc) from None
@@ -165,8 +169,35 @@ def _run(
         tiers = tuple(_next_tier(bound, i, t) if i in failed else t for i, t in enumerate(tiers))
 
 
+def _escalate(
+    bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str, tiers: tuple[Tier, ...]
+) -> tuple[Tier, ...]:
+    """The tiers to rerun with after the local query failed on ``tiers``.
+
+    A cheap probe counts, per NARROW item, the values too wide for it: those items
+    alone move to their next tier. When none is (the error came from elsewhere, or the
+    probe fails too), every item moves to the reference tier, which reproduces and
+    reports a real error.
+    """
+    reference = (Tier.REFERENCE,) * len(tiers)
+    probes = narrow_probes(bound, tiers)
+    if not probes:
+        return reference
+    sql = f"SELECT {', '.join(p for _, p in probes)} FROM {relation}"  # noqa: S608
+    if bound.where is not None:
+        sql += f" WHERE {render_predicate(bound.where)}"
+    try:
+        row = con.execute(sql).fetchall()[0]  # an ungrouped aggregate: exactly one row
+    except duckdb.Error:
+        return reference
+    wide = {i for (i, _), count in zip(probes, row, strict=True) if count}
+    if not wide:
+        return reference
+    return tuple(_next_tier(bound, i, t) if i in wide else t for i, t in enumerate(tiers))
+
+
 def _next_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
-    options = column_tiers(bound.aggregations[i])
+    options = item_tiers(bound)[i]
     return options[options.index(tier) + 1]
 
 

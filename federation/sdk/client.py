@@ -27,7 +27,12 @@ from federation.messages import (
 )
 from federation.query.quantiles import split_quantiles
 from federation.schema import DatasetSchema
-from federation.sdk.describe import Description, describe
+from federation.sdk.describe import (
+    DEFAULT_QUANTILES,
+    QUANTILE_TOLERANCE,
+    Description,
+    describe,
+)
 from federation.sdk.homomorphic import KeyRing, open_result
 from federation.sdk.logistic import LogisticRegressionResult, logistic_regression
 from federation.sdk.models import LinearRegressionResult, linear_regression
@@ -265,12 +270,22 @@ class Client:
         protocol: str = "secagg",
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        quantile_tolerance: float = QUANTILE_TOLERANCE,
     ) -> Description:
         """Count, mean and standard deviation per numeric column and counts per level
-        of each categorical column, in one job (quantiles: not yet; see
+        of each categorical column in one job, then ``quantiles`` per numeric column
+        by histogram refinement (a few more jobs each; ``quantiles=()`` skips them;
         :mod:`federation.sdk.describe`)."""
         run = self._runner(protocol, timeout, progress)
-        return describe(run, self._schema(dataset), columns=columns, where=where)
+        return describe(
+            run,
+            self._schema(dataset),
+            columns=columns,
+            where=where,
+            quantiles=quantiles,
+            quantile_tolerance=quantile_tolerance,
+        )
 
     def job(self, job_id: str) -> JobRecord:
         """What the coordinator recorded about a job (status, error, released result)."""

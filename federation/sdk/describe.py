@@ -11,40 +11,66 @@ joint counts of the categorical columns are released to the analyst, and their
 product of domain sizes is bounded by :data:`MAX_DESCRIBE_GROUPS`; pass ``columns`` to
 describe fewer), and the per-group exact sums add up to each column's totals.
 
-Quantiles (median, quartiles) are not computed yet: they are being built separately
-as their own aggregate. :data:`QUANTILE_HOOK` is the single place that will add them
-to the numeric table (:func:`describe` calls it with the dataset and column names);
-until then it adds nothing. Minimum and maximum are omitted: the release policy does
+Quantiles (by default 25%, 50%, 75%, as ``pandas.DataFrame.describe``) take extra
+jobs: after the summary job, histogram refinement rounds
+(:mod:`federation.query.quantiles`), each round one histogram job per column and
+interval still being narrowed (run side by side), typically 10-13 rounds. They are
+``QUANTILE_CONT`` (linear interpolation, as pandas and DuckDB), over the same rows
+(``where``); each reported value is within its error bound
+(:attr:`Description.quantile_errors`, 0.0 when exact: integer columns, or an interval
+narrowed to one double) of the exact quantile of the pooled data. ``quantiles=()``
+skips them (one job in all). Minimum and maximum are omitted: the release policy does
 not allow them (they are single rows' values).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from federation.encoding import fixed_point_format
-from federation.errors import QueryTypeError, UnsupportedQueryError
+from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT, fixed_point_format
+from federation.errors import QueryError, QueryTypeError, UnsupportedQueryError
 from federation.query.finalize import sqrt_ratio
+from federation.query.quantiles import (
+    BUCKETS,
+    QuantileQuery,
+    RankSearch,
+    histogram_sql,
+    interpolate,
+    ranks,
+    split_quantiles,
+)
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.sdk.moments import Runner, quote_identifier
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MAX_DESCRIBE_GROUPS", "QUANTILE_HOOK", "Description", "describe"]
+__all__ = [
+    "DEFAULT_QUANTILES",
+    "MAX_DESCRIBE_GROUPS",
+    "QUANTILE_TOLERANCE",
+    "Description",
+    "describe",
+]
 
 MAX_DESCRIBE_GROUPS = 4096
 """The most combinations of categorical levels (each domain plus NULL, multiplied)."""
 
-QuantileHook = Callable[[Runner, DatasetSchema, Sequence[str]], dict[str, dict[str, float]]]
+DEFAULT_QUANTILES = (0.25, 0.5, 0.75)
+"""The quantiles :func:`describe` reports by default (pandas' ``25%``, ``50%``, ``75%``)."""
 
-QUANTILE_HOOK: list[QuantileHook] = []
-"""Where quantiles plug in: each hook returns ``{statistic: {column: value}}`` (e.g.
-``{"50%": {"age": 41.0}}``) and its rows are appended to the numeric table."""
+QUANTILE_TOLERANCE = 1e-9
+"""Relative width at which a double column's quantile search stops (the default of
+``Client.query``); integer columns end exactly."""
+
+_MAX_ROUNDS = 40
+_PARALLEL_JOBS = 8
 
 
 @dataclass(frozen=True)
@@ -58,12 +84,18 @@ class Description:
         categorical: Per categorical column, the count of each level (NULL last, as
             ``None``).
         exact: Per numeric column ``(n, Σx, Σx²)`` as exact rationals.
+        quantile_errors: Per quantile row of ``numeric`` (``"25%"``, ...), per column,
+            the largest absolute error of the reported value (0.0: exact); NaN
+            quantiles (no values) have no entry.
+        jobs: Jobs the description took (1, plus the quantiles' histogram jobs).
     """
 
     rows: int
     numeric: pd.DataFrame
     categorical: dict[str, pd.Series]
     exact: dict[str, tuple[int, Fraction, Fraction]] = field(default_factory=dict)
+    quantile_errors: dict[str, dict[str, float]] = field(default_factory=dict)
+    jobs: int = 1
 
     def __str__(self) -> str:
         parts = [f"{self.rows} rows"]
@@ -83,18 +115,29 @@ def describe(
     *,
     columns: Sequence[str] | None = None,
     where: str | None = None,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    quantile_tolerance: float = QUANTILE_TOLERANCE,
 ) -> Description:
     """Summary statistics of ``columns`` (default: every numeric and categorical one).
 
-    Quantiles are not included yet (see the module docstring); min/max are withheld.
+    Count, mean and standard deviation per numeric column and the level counts come
+    from one job; each of ``quantiles`` (in ``[0, 1]``, labelled like pandas: ``25%``)
+    per numeric column takes the histogram jobs described in the module docstring
+    (``quantiles=()``: none). Min/max are withheld.
 
     Raises:
         UnknownColumnError: A column does not exist.
         QueryTypeError: A named column is free text.
-        UnsupportedQueryError: Too many combinations of categorical levels.
+        UnsupportedQueryError: Too many combinations of categorical levels, or a
+            quantile outside ``[0, 1]``.
     """
     import pandas as pd
 
+    levels = _quantile_levels(quantiles)
+    if not (math.isfinite(quantile_tolerance) and quantile_tolerance >= 0):
+        raise UnsupportedQueryError(
+            f"the quantile tolerance must be finite and >= 0, got {quantile_tolerance}"
+        )
     chosen = _columns(schema, columns)
     nums = [c for c in chosen if c.is_numeric]
     cats = [c for c in chosen if c.type is ColumnType.CATEGORICAL]
@@ -147,8 +190,19 @@ def describe(
         std = sqrt_ratio(n * s2 - s1 * s1, (n * (n - 1)) << (2 * f)) if n > 1 else math.nan
         stats[c.name] = [float(n), mean, std]
     numeric = pd.DataFrame(stats, index=["count", "mean", "std"], columns=[c.name for c in nums])
-    for hook in QUANTILE_HOOK:
-        for label, by_column in hook(run, schema, [c.name for c in nums]).items():
+    errors: dict[str, dict[str, float]] = {}
+    jobs = 1
+    if levels and nums:
+        found, errors, jobs = _quantiles(
+            run,
+            schema,
+            nums=nums,
+            moments=exact,
+            levels=levels,
+            where=where,
+            tolerance=quantile_tolerance,
+        )
+        for label, by_column in found.items():
             numeric.loc[label] = [by_column.get(c.name, math.nan) for c in nums]
     categorical = {
         c.name: pd.Series(
@@ -159,7 +213,148 @@ def describe(
         )
         for j, c in enumerate(cats)
     }
-    return Description(total, numeric, categorical, exact)
+    return Description(total, numeric, categorical, exact, errors, jobs)
+
+
+def _quantile_levels(quantiles: Sequence[float]) -> list[tuple[str, Fraction]]:
+    """``(label, q)`` per distinct quantile, in order; labels as pandas (``25%``)."""
+    out: dict[str, Fraction] = {}
+    for q in quantiles:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 1:
+            raise UnsupportedQueryError(f"quantiles must be numbers in [0, 1], got {q!r}")
+        label = f"{float(q) * 100:g}%"
+        out.setdefault(label, Fraction(float(q)))
+    return list(out.items())
+
+
+def _start(column: Column) -> tuple[float, float]:
+    """The half-open interval the search starts from: declared bounds or the encodable range."""
+    if column.bounds is not None:
+        lo, hi = float(column.bounds[0]), float(column.bounds[1])
+    elif column.type is ColumnType.INTEGER:
+        lo, hi = float(-INTEGER_LIMIT), float(INTEGER_LIMIT)
+    else:
+        lo, hi = -DOUBLE_LIMIT, DOUBLE_LIMIT
+    return lo, math.nextafter(hi, math.inf)
+
+
+def _rank_interval(
+    column: Column, moments: tuple[int, Fraction, Fraction], rank: int
+) -> tuple[float, float]:
+    """A half-open interval that holds the order statistic of ``rank`` (0-based).
+
+    With ``m = min(rank + 1, n - rank)`` values on the far side of it from the mean
+    ``μ``: ``m·(x_(rank) - μ)² <= Σ(x - μ)² = n·v`` (``v`` the population variance),
+    so ``|x_(rank) - μ| <= sqrt(n·v / m)``. Computed from the exact moments, widened
+    outward past any rounding, and clipped to the column's range (:func:`_start`).
+    """
+    lo, hi = _start(column)
+    n, s1, s2 = moments
+    m = min(rank + 1, n - rank)
+    if n <= 0 or m <= 0:
+        return lo, hi
+    mean = s1 / n
+    spread = (s2 - s1 * mean) / m  # n·v / m, exactly
+    if spread < 0:
+        return lo, hi
+    width = math.sqrt(float(spread)) * (1 + 2**-20) + 4 * math.ulp(float(mean))
+    low = math.nextafter(float(mean) - width, -math.inf)
+    high = math.nextafter(float(mean) + width, math.inf)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return lo, hi
+    return max(lo, low), min(hi, math.nextafter(high, math.inf))
+
+
+def _quantiles(
+    run: Runner,
+    schema: DatasetSchema,
+    *,
+    nums: list[Column],
+    moments: dict[str, tuple[int, Fraction, Fraction]],
+    levels: list[tuple[str, Fraction]],
+    where: str | None,
+    tolerance: float,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], int]:
+    """The quantiles of every numeric column, by histogram refinement.
+
+    The summary job already has each column's exact ``n, Σx, Σx²`` (under ``where``),
+    so the searches need no base job, and each starts from an interval that provably
+    holds its order statistic (:func:`_rank_interval`) rather than the whole encodable
+    range, which saves most rounds. Returns ``({label: {column: value}},
+    {label: {column: error bound}}, jobs run)``.
+    """
+    items = [
+        f'QUANTILE_CONT({quote_identifier(c.name)}, {float(q)!r}) AS "{c.name} {label}"'
+        for c in nums
+        for label, q in levels
+    ]
+    sql = f"SELECT {', '.join(items)} FROM {quote_identifier(schema.name)}"  # noqa: S608
+    if where is not None:
+        sql += f" WHERE {where}"
+    plan = split_quantiles(sql)
+    assert plan is not None  # the select list is quantiles only
+    by_name = {c.name: c for c in nums}
+    totals = {name: m[0] for name, m in moments.items()}
+    searches: dict[tuple[str, int], RankSearch] = {}
+    for item in plan.items:
+        column = by_name[item.column]
+        for rank in ranks(item, totals[column.name]):
+            if (column.name, rank) not in searches:
+                lo, hi = _rank_interval(column, moments[column.name], rank)
+                searches[(column.name, rank)] = RankSearch(
+                    rank=rank,
+                    total=totals[column.name],
+                    lo=lo,
+                    hi=hi,
+                    integral=column.type is ColumnType.INTEGER,
+                    tolerance=tolerance,
+                )
+    jobs = 1 + _refine(plan, searches, run)
+    values: dict[str, dict[str, float]] = defaultdict(dict)
+    errors: dict[str, dict[str, float]] = defaultdict(dict)
+    labels = [label for _ in nums for label, _ in levels]  # the order of ``items``
+    for item, label in zip(plan.items, labels, strict=True):
+        n = totals[item.column]
+        if n == 0:
+            continue
+        exact: dict[int, Fraction] = {}
+        bound = Fraction(0)
+        for rank in ranks(item, n):
+            exact[rank], error = searches[(item.column, rank)].estimate()
+            bound = max(bound, error)
+        values[label][item.column] = float(interpolate(item, n, exact))
+        errors[label][item.column] = float(bound)
+    return dict(values), dict(errors), jobs
+
+
+def _refine(plan: QuantileQuery, searches: dict[tuple[str, int], RankSearch], run: Runner) -> int:
+    """Run histogram rounds until every search is done; returns the number of jobs."""
+    jobs = 0
+    for _ in range(_MAX_ROUNDS):
+        pending = [(k, s) for k, s in searches.items() if not s.done]
+        if not pending:
+            return jobs
+        asks = sorted({(name, s.interval) for (name, _), s in pending})
+        texts = [histogram_sql(plan, name, interval, None) for name, interval in asks]
+        with ThreadPoolExecutor(min(_PARALLEL_JOBS, len(texts))) as pool:
+            tables = list(pool.map(run, texts))
+        jobs += len(texts)
+        counts: dict[tuple[str, tuple[float, float]], list[int]] = {}
+        for ask, table in zip(asks, tables, strict=True):
+            buckets = [0] * (BUCKETS + 2)
+            for bucket, n in table.rows:
+                if bucket is None:
+                    continue  # the NULL bucket: rows whose value is NULL
+                if not isinstance(n, int):
+                    raise QueryError(
+                        "a histogram bucket of a quantile came back suppressed (a node's "
+                        "minimum cell size); describe with quantiles=() instead"
+                    )
+                buckets[int(bucket)] += n
+            counts[ask] = buckets
+        for (name, _), search in pending:
+            search.update(counts[(name, search.interval)])
+    raise QueryError(f"a quantile search did not converge in {_MAX_ROUNDS} rounds")
 
 
 def _columns(schema: DatasetSchema, columns: Sequence[str] | None) -> list[Column]:

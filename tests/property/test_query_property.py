@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT
 from federation.errors import FederationError
 from federation.query import bind_query, compute_local, finalize, parse_query
-from federation.query.formulation import Tier
+from federation.query.formulation import reference_tiers
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.table import ResultTable
 from tests.reference import (
@@ -35,7 +35,9 @@ from tests.reference import (
     exact_bivariate,
     exact_mean,
     exact_sum,
+    exact_sum_of_products,
     exact_var,
+    fixed_point_52,
     signed_sqrt,
 )
 
@@ -327,7 +329,7 @@ def test_every_formulation_gives_the_same_vector(part: list[Row], query: Any) ->
         {c.name: pa.array([r[c.name] for r in part], ARROW[c.type]) for c in SCHEMA.columns}
     )
     con.register("node", table)
-    reference = (Tier.REFERENCE,) * len(bound.aggregations)
+    reference = reference_tiers(bound)
     outcomes = []
     for tiers in (None, reference):
         try:
@@ -590,7 +592,7 @@ def test_every_formulation_gives_the_same_pair_vector(part: list[Row], query: An
     )
     con.register("node", table)
     outcomes = []
-    for tiers in (None, (Tier.REFERENCE,) * len(bound.aggregations)):
+    for tiers in (None, reference_tiers(bound)):
         try:
             outcomes.append(compute_local(bound, con, "node", tiers=tiers))
         except FederationError as exc:
@@ -601,3 +603,160 @@ def test_every_formulation_gives_the_same_pair_vector(part: list[Row], query: An
         assert np.array_equal(fast, ref), query[0]
     else:
         assert fast is ref, query[0]
+
+
+# ---------------------------------------------------------------- SUM(a * b) and SUM(expr),
+# and the product tiers. PSCHEMA has two unbounded doubles (the NARROW split tier of
+# products on both sides), a bounded one and an integer column.
+
+PSCHEMA = DatasetSchema(
+    "p",
+    (
+        Column("u", ColumnType.DOUBLE),
+        Column("v", ColumnType.DOUBLE),
+        Column("w", ColumnType.DOUBLE, bounds=(-50.0, 50.0)),
+        Column("k", ColumnType.INTEGER),
+    ),
+)
+product_doubles = st.one_of(
+    st.integers(-(2**40), 2**40).map(lambda v: v / 2**20),  # random, exact in the encoding
+    st.integers(0, 50).map(lambda v: 1e7 + v / 2**20),  # large offset, tiny spread
+    st.integers(-(2**20), 2**20).map(lambda v: v * 2.0**-52),  # tiny
+    st.floats(-DOUBLE_LIMIT, DOUBLE_LIMIT, allow_nan=False),  # anything (bits below 2**-52)
+    narrow_edges,  # around 2**11, where the NARROW split stops
+    st.sampled_from([DOUBLE_LIMIT, -DOUBLE_LIMIT, 0.0, -0.0, 2.0**-53, 3 * 2.0**-54, 2.0**40]),
+)
+product_rows = st.fixed_dictionaries(
+    {
+        "u": nullable(product_doubles),
+        "v": nullable(product_doubles),
+        "w": nullable(st.floats(-50.0, 50.0, allow_nan=False)),
+        "k": nullable(st.one_of(big_ints, st.integers(-(2**31), 2**31))),
+    }
+)
+PRODUCTS = [("u", "v"), ("v", "u"), ("u", "u"), ("u", "w"), ("u", "k"), ("k", "k"), ("w", "k")]
+
+
+def product_federated(sql: str, parts: list[list[Row]]) -> ResultTable:
+    bound = bind_query(parse_query(sql), PSCHEMA)
+    con = duckdb.connect()
+    total = np.zeros(bound.vector_length, dtype=np.uint64)
+    for k, part in enumerate(parts):
+        columns = {
+            c.name: pa.array([r[c.name] for r in part], ARROW[c.type]) for c in PSCHEMA.columns
+        }
+        con.register(f"node{k}", pa.table(columns))
+        total += compute_local(bound, con, f'"node{k}"')
+    return finalize(bound, total)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    parts=st.lists(st.lists(product_rows, max_size=8), min_size=1, max_size=4),
+    pairs=st.lists(st.sampled_from(PRODUCTS), min_size=1, max_size=4, unique=True),
+)
+def test_sum_of_products_equals_the_exact_pooled_sum(
+    parts: list[list[Row]], pairs: list[tuple[str, str]]
+) -> None:
+    """SUM(a * b): the exact sum of the encoded products, correctly rounded (an int for
+    two integer columns); NULL without a row where both are present."""
+    sql = "SELECT " + ", ".join(f"SUM({a} * {b})" for a, b in pairs) + " FROM p"
+    (row,) = product_federated(sql, parts).rows
+    pooled = [r for part in parts for r in part]
+    for (a, b), got in zip(pairs, row, strict=True):
+        expected = exact_sum_of_products([(r[a], r[b]) for r in pooled])
+        if expected is None:
+            assert got is None, (a, b, got)
+        elif a == b == "k":
+            assert got == expected, (a, b, got, expected)
+        else:
+            assert got == float(expected), (a, b, got, expected)
+
+
+EXPRESSIONS: list[tuple[str, Callable[[Row], float | None]]] = [
+    ("u + v", lambda r: None if r["u"] is None or r["v"] is None else r["u"] + r["v"]),
+    ("u - 2 * w", lambda r: None if r["u"] is None or r["w"] is None else r["u"] - 2 * r["w"]),
+    ("(u + w) / 4", lambda r: None if r["u"] is None or r["w"] is None else (r["u"] + r["w"]) / 4),
+    ("-v * 0.5", lambda r: None if r["v"] is None else -r["v"] * 0.5),
+]
+bounded_doubles = product_doubles.filter(lambda v: abs(v) < 2.0**38)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    parts=st.lists(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "u": nullable(bounded_doubles),
+                    "v": nullable(bounded_doubles),
+                    "w": nullable(st.floats(-50.0, 50.0, allow_nan=False)),
+                    "k": st.none(),
+                }
+            ),
+            max_size=8,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    exprs=st.lists(st.sampled_from(EXPRESSIONS), min_size=1, max_size=3, unique_by=lambda e: e[0]),
+)
+def test_sum_of_an_expression_equals_the_exact_pooled_sum(
+    parts: list[list[Row]], exprs: list[tuple[str, Callable[[Row], float | None]]]
+) -> None:
+    """SUM(expr): each row's DOUBLE value (as DuckDB computes it: IEEE, like Python's
+    floats), encoded, summed exactly and rounded once; NULL rows are skipped."""
+    sql = "SELECT " + ", ".join(f"SUM({text})" for text, _ in exprs) + " FROM p"
+    (row,) = product_federated(sql, parts).rows
+    pooled = [r for part in parts for r in part]
+    for (text, per_row), got in zip(exprs, row, strict=True):
+        values = [per_row(r) for r in pooled]
+        present = [fixed_point_52(v) for v in values if v is not None]
+        if not present:
+            assert got is None, text
+        else:
+            assert got == float(sum(present, Fraction(0))), (text, got)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    part=st.lists(product_rows, max_size=16),
+    pairs=st.lists(st.sampled_from(PRODUCTS), min_size=1, max_size=5, unique=True),
+    with_sums=st.booleans(),
+)
+def test_every_formulation_gives_the_same_product_vector(
+    part: list[Row], pairs: list[tuple[str, str]], with_sums: bool
+) -> None:
+    """The NARROW split of products (alone, with the columns' own fast tiers, and after
+    escalation) gives the reference vector, or the same error."""
+    items = [f"SUM({a} * {b})" for a, b in pairs]
+    if with_sums:
+        items += ["VAR_POP(u)", "AVG(v)"]
+    bound = bind_query(parse_query(f"SELECT {', '.join(items)} FROM p"), PSCHEMA)
+    con = duckdb.connect()
+    columns = {c.name: pa.array([r[c.name] for r in part], ARROW[c.type]) for c in PSCHEMA.columns}
+    con.register("node", pa.table(columns))
+    outcomes = []
+    for tiers in (None, reference_tiers(bound)):
+        try:
+            outcomes.append(compute_local(bound, con, "node", tiers=tiers))
+        except FederationError as exc:
+            outcomes.append(type(exc))
+    fast, ref = outcomes
+    if isinstance(ref, np.ndarray):
+        assert isinstance(fast, np.ndarray), fast
+        assert np.array_equal(fast, ref)
+    else:
+        assert fast is ref

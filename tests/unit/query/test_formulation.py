@@ -14,7 +14,7 @@ import federation.query.local as local
 from federation.errors import DataError, ValueOutOfRangeError
 from federation.query import bind_query, compute_local, finalize, local_sql, parse_query
 from federation.query.bind import BoundQuery
-from federation.query.formulation import Plan, Tier, column_tiers
+from federation.query.formulation import Plan, Tier, column_tiers, reference_tiers
 from federation.schema import Column, ColumnType, DatasetSchema
 
 from .conftest import Partition, arrow_table
@@ -46,8 +46,8 @@ def vectors(
     bound = bind_query(parse_query(sql), schema)
     con = duckdb.connect()
     con.register("node", arrow_table(schema, data))
-    reference = compute_local(bound, con, "node", tiers=(Tier.REFERENCE,) * len(bound.aggregations))
-    assert tried == [(Tier.REFERENCE,) * len(bound.aggregations)]
+    reference = compute_local(bound, con, "node", tiers=reference_tiers(bound))
+    assert tried == [reference_tiers(bound)]
     tried.clear()
     return compute_local(bound, con, "node"), reference
 

@@ -284,8 +284,9 @@ def test_describe_matches_exact_statistics_in_one_job() -> None:
         {"x": [3.0, 1e-3], "i": [2**40, -5], "g": ["a", "a"], "note": ["s", "t"]},
     ]
     log: list[str] = []
-    d = describe(runner(schema, parts, log), schema)
+    d = describe(runner(schema, parts, log), schema, quantiles=())
     assert len(log) == 1
+    assert d.jobs == 1
     assert d.rows == 5
     xs = [v for p in parts for v in p["x"]]
     is_ = [v for p in parts for v in p["i"]]
@@ -304,3 +305,55 @@ def test_describe_matches_exact_statistics_in_one_job() -> None:
     assert "NULL: 1" in str(d)
     with pytest.raises(QueryTypeError):
         describe(runner(schema, parts), schema, columns=["note"])
+
+
+def _order_statistic_quantile(values: Sequence[Any], q: Fraction) -> Fraction | None:
+    """QUANTILE_CONT (pandas' and DuckDB's linear interpolation) of the pooled values,
+    exactly."""
+    data = sorted(Fraction(v) for v in values if v is not None)
+    if not data:
+        return None
+    h = (len(data) - 1) * q
+    low, high = int(h), -(-h.numerator // h.denominator)
+    return data[low] + (h - low) * (data[high] - data[low])
+
+
+def test_describe_reports_quartiles_within_their_error_bounds() -> None:
+    schema = DatasetSchema(
+        "t",
+        (
+            Column("x", ColumnType.DOUBLE),
+            Column("i", ColumnType.INTEGER, bounds=(-(10**6), 10**6)),
+            Column("e", ColumnType.DOUBLE, bounds=(0.0, 1.0)),
+        ),
+    )
+    gen = np.random.default_rng(5)
+    xs = (1e7 + 1e-3 * gen.standard_normal(40)).tolist()  # a large offset, tiny spread
+    xs[:6] = [1e7] * 6  # ties
+    is_ = gen.integers(-(10**6), 10**6, 40).tolist()
+    parts: list[Partition] = [
+        {"x": [*xs[:15], None], "i": [*is_[:15], 7], "e": [None] * 16},
+        {"x": xs[15:], "i": is_[15:], "e": [None] * 25},
+    ]
+    log: list[str] = []
+    d = describe(runner(schema, parts, log), schema, quantiles=(0.25, 0.5, 0.75, 0.1))
+    assert list(d.numeric.index) == ["count", "mean", "std", "25%", "50%", "75%", "10%"]
+    assert d.jobs == len(log) > 1
+    pooled = {name: [v for p in parts for v in p[name]] for name in ("x", "i", "e")}
+    for label, q in (("25%", Fraction(1, 4)), ("50%", Fraction(1, 2)), ("75%", Fraction(3, 4))):
+        for name in ("x", "i"):
+            exact = _order_statistic_quantile(pooled[name], q)
+            assert exact is not None
+            bound = d.quantile_errors[label][name]
+            assert abs(Fraction(d.numeric.loc[label, name]) - exact) <= Fraction(bound) + abs(
+                exact
+            ) * Fraction(2**-52), (label, name)
+        assert bound <= 1e-9 * 1e7 * 2
+        assert d.quantile_errors[label]["i"] == 0.0  # integer order statistics are exact
+        assert np.isnan(d.numeric.loc[label, "e"])  # no values
+        assert "e" not in d.quantile_errors[label]
+    assert d.numeric.loc["50%", "i"] == float(
+        _order_statistic_quantile(pooled["i"], Fraction(1, 2))
+    )  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedQueryError, match="quantiles"):
+        describe(runner(schema, parts), schema, quantiles=(1.5,))
