@@ -53,12 +53,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, NoReturn
+from typing import Any
 
 import gmpy2
 import numpy as np
 import numpy.typing as npt
 import tenseal as ts
+
+from federation.crypto.secret import SecretHolder
 
 __all__ = [
     "CiphertextError",
@@ -445,14 +447,7 @@ def combine(
     return out
 
 
-def _refuse_pickle() -> NoReturn:
-    raise TypeError(
-        "a CKKS private key cannot be pickled or copied; if you really must move it, "
-        "call export_private(unprotected=True) and protect the bytes yourself"
-    )
-
-
-class CkksPrivateKey:
+class CkksPrivateKey(SecretHolder):
     """The analyst's CKKS context with its secret key; never printed, pickled or copied."""
 
     __slots__ = ("_context", "_lock", "public")
@@ -537,9 +532,3 @@ class CkksPrivateKey:
             f"CkksPrivateKey(preset={self.public.preset.name}, "
             f"fingerprint={self.public.fingerprint[:16]}..., secret=<redacted>)"
         )
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle()
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        _refuse_pickle()

@@ -18,13 +18,13 @@ from __future__ import annotations
 import secrets
 import struct
 from functools import lru_cache
-from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from federation.crypto.prg import KEY_SIZE, Label, derive_key, derive_keys
+from federation.crypto.secret import SecretHolder
 
 __all__ = [
     "AEAD_OVERHEAD",
@@ -53,13 +53,6 @@ _U32 = struct.Struct(">I")
 _U32_PAIR = struct.Struct(">II")
 
 
-def _refuse_pickle(kind: str, export: str) -> NoReturn:
-    raise TypeError(
-        f"{kind} holds secret key material and cannot be pickled or copied; "
-        f"if you really must move it, call {export} and protect the bytes yourself"
-    )
-
-
 def _check_public_key(public_key: bytes) -> None:
     if type(public_key) is not bytes and not isinstance(public_key, bytes):
         raise TypeError(f"public key must be bytes, got {type(public_key).__name__}")
@@ -67,7 +60,7 @@ def _check_public_key(public_key: bytes) -> None:
         raise ValueError(f"public key must have {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")
 
 
-class SecretBytes:
+class SecretBytes(SecretHolder):
     """A secret byte string (e.g. a self-mask seed) that does not print or pickle.
 
     >>> SecretBytes.generate()
@@ -75,6 +68,7 @@ class SecretBytes:
     """
 
     __slots__ = ("_value",)
+    _export = "export(unprotected=True)"
 
     def __init__(self, value: bytes) -> None:
         if not isinstance(value, bytes):
@@ -104,14 +98,8 @@ class SecretBytes:
     def __repr__(self) -> str:
         return f"SecretBytes(<{len(self._value)} bytes redacted>)"
 
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle("SecretBytes", "export(unprotected=True)")
 
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        _refuse_pickle("SecretBytes", "export(unprotected=True)")
-
-
-class X25519KeyPair:
+class X25519KeyPair(SecretHolder):
     """An X25519 key pair (RFC 7748) for key agreement.
 
     >>> a, b = X25519KeyPair.generate(), X25519KeyPair.generate()
@@ -120,6 +108,7 @@ class X25519KeyPair:
     """
 
     __slots__ = ("_private", "_public")
+    _export = "export_private_bytes(unprotected=True)"
 
     def __init__(self, private_key: X25519PrivateKey) -> None:
         if not isinstance(private_key, X25519PrivateKey):
@@ -177,12 +166,6 @@ class X25519KeyPair:
 
     def __repr__(self) -> str:
         return f"X25519KeyPair(public={self._public.hex()[:16]}..., private=<redacted>)"
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle("X25519KeyPair", "export_private_bytes(unprotected=True)")
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        _refuse_pickle("X25519KeyPair", "export_private_bytes(unprotected=True)")
 
 
 def _encode_aad_prefix(job_id: str) -> bytes:

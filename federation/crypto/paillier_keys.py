@@ -32,11 +32,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import gmpy2
 import phe
 
+from federation.crypto.secret import SecretHolder
 from federation.errors import WeakParametersError
 
 __all__ = [
@@ -217,14 +217,7 @@ class PaillierPublicKey:
         return 2 * self.bits // 8
 
 
-def _refuse_pickle() -> NoReturn:
-    raise TypeError(
-        "a Paillier private key cannot be pickled or copied; if you really must move it, "
-        "call export_private(unprotected=True) and protect the bytes yourself"
-    )
-
-
-class PaillierPrivateKey:
+class PaillierPrivateKey(SecretHolder):
     """The factors ``p``, ``q`` of a public key, with the CRT constants for decryption.
 
     >>> with weak_keys_allowed():
@@ -348,12 +341,6 @@ class PaillierPrivateKey:
             f"PaillierPrivateKey(preset={self.public.preset.name}, "
             f"fingerprint={self.public.fingerprint[:16]}..., factors=<redacted>)"
         )
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle()
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        _refuse_pickle()
 
 
 def default_workers() -> int:

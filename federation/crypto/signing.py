@@ -7,8 +7,6 @@ refuses to be pickled; it exports only through
 
 from __future__ import annotations
 
-from typing import NoReturn
-
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -16,16 +14,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from federation.crypto.secret import SecretHolder
+
 __all__ = ["PUBLIC_KEY_SIZE", "SIGNATURE_SIZE", "Ed25519Signer", "verify_signature"]
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 
 
-class Ed25519Signer:
+class Ed25519Signer(SecretHolder):
     """An Ed25519 key pair that signs."""
 
     __slots__ = ("_key", "public_bytes")
+    _export = "export_private_bytes(unprotected=True)"
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
@@ -66,11 +67,6 @@ class Ed25519Signer:
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(public={self.public_bytes.hex()[:16]}..., private=<redacted>)"
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError(
-            "an Ed25519 signing key cannot be pickled; use export_private_bytes(unprotected=True)"
-        )
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +44,7 @@ from federation.crypto.ckks import (
     combine,
     encrypt,
 )
+from federation.crypto.secret import SecretHolder
 from federation.errors import ProtocolError
 from federation.protocols.he.ckks_format import (
     BundleHeader,
@@ -68,7 +68,6 @@ __all__ = [
 
 Ring = npt.NDArray[np.uint64]
 Floats = npt.NDArray[np.float64]
-_EXPORT = "export_private(unprotected=True)"
 _ROUNDING_SLACK = 0.25
 """Largest distance from an integer an exact slot may decrypt to (the noise bound)."""
 
@@ -313,7 +312,7 @@ CKKS = CkksScheme()
 """The CKKS scheme, as the registry (:mod:`federation.protocols.he.registry`) names it."""
 
 
-class CkksSecretKey:
+class CkksSecretKey(SecretHolder):
     """The analyst's CKKS key pair; never printed, pickled or copied.
 
     >>> spec = SumSpec("job", 3, 16, 2)
@@ -425,16 +424,3 @@ class CkksSecretKey:
             f"CkksSecretKey(preset={self.preset.name}, "
             f"fingerprint={self.fingerprint[:16]}..., private=<redacted>)"
         )
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle()
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        _refuse_pickle()
-
-
-def _refuse_pickle() -> NoReturn:
-    raise TypeError(
-        "a CkksSecretKey cannot be pickled or copied; if you really must move it, "
-        f"call {_EXPORT} and protect the bytes yourself"
-    )

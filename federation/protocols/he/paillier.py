@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +44,7 @@ from federation.crypto.paillier import (
     encrypt_block,
     weak_keys_allowed,
 )
+from federation.crypto.secret import SecretHolder
 from federation.errors import ProtocolError
 from federation.protocols.he.paillier_format import (
     SlotLayout,
@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 Ring = npt.NDArray[np.uint64]
-_EXPORT = "export_private(unprotected=True)"
 
 
 def _public_key(public_key: bytes) -> PaillierPublicKey:
@@ -207,7 +206,7 @@ PAILLIER = PaillierScheme()
 """The Paillier scheme, as the registry (:mod:`federation.protocols.he.registry`) names it."""
 
 
-class PaillierSecretKey:
+class PaillierSecretKey(SecretHolder):
     """The analyst's Paillier key pair; never printed, pickled or copied.
 
     >>> spec = SumSpec("job", 3, 16, 2)
@@ -299,16 +298,3 @@ class PaillierSecretKey:
             f"PaillierSecretKey(preset={self.preset.name}, "
             f"fingerprint={self.fingerprint[:16]}..., private=<redacted>)"
         )
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle()
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        _refuse_pickle()
-
-
-def _refuse_pickle() -> NoReturn:
-    raise TypeError(
-        "a PaillierSecretKey cannot be pickled or copied; if you really must move it, "
-        f"call {_EXPORT} and protect the bytes yourself"
-    )
