@@ -10,20 +10,18 @@ its upload fails: nothing is combined or released.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from coordinator.directory import NodeSession
+from coordinator.run import ProgressCallback, Run
 from federation.dp.report import DPParams
 from federation.encoding import DIGIT_BITS
 from federation.errors import FederationError, ProtocolError, TooFewParticipantsError
 from federation.messages import (
-    ErrorInfo,
     HESetup,
     Protocol,
     TaskAssignment,
-    TaskCancelled,
 )
 from federation.protocols.he import HEScheme, SumSpec
 
@@ -31,15 +29,13 @@ __all__ = ["HERun", "he_spec"]
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
-
 
 def he_spec(job_id: str, vector_length: int, parties: int) -> SumSpec:
     """The sum a query vector needs: balanced digits of DIGIT_BITS bits, summed exactly."""
     return SumSpec.for_signed_values(job_id, vector_length, DIGIT_BITS, parties)
 
 
-class HERun:
+class HERun(Run):
     """One homomorphic sum over the nodes of one job."""
 
     def __init__(
@@ -63,54 +59,24 @@ class HERun:
                 f"node(s) {missing} registered no mask key; they cannot take part in "
                 "homomorphic jobs (upgrade their agents)"
             )
+        super().__init__(spec.job_id, sessions)
         self.protocol = protocol
         self.spec = spec
         self._scheme = scheme
         self._public_key = public_key
-        self._sessions = list(sessions)
-        self._slot_of = {s.name: i for i, s in enumerate(sessions)}
         self._shares: dict[int, bytes] = {}
-        self._lost: set[int] = {i for i, s in enumerate(self._sessions) if not s.online}
-        self._failure: FederationError | None = None
-        self._cond = threading.Condition()
         self._round_timeout = round_timeout
         self._on_progress = on_progress
         self._task = (dataset, sql, fingerprint)
         self._dp = dp
 
-    @property
-    def job_id(self) -> str:
-        """The job this run belongs to."""
-        return self.spec.job_id
-
-    def involves(self, session: NodeSession) -> bool:
-        """True if ``session`` holds a slot in this run."""
-        slot = self._slot_of.get(session.name)
-        return slot is not None and self._sessions[slot] is session
-
     def deliver(self, session: NodeSession, ciphertext: bytes) -> None:
         """A node's encrypted share (the first one per node counts)."""
-        if not self.involves(session):
-            log.warning(
-                "job %s: ignoring a share from %s (not a participant)", self.job_id, session.name
-            )
+        slot = self._slot_of_participant(session, "a share")
+        if slot is None:
             return
         with self._cond:
-            self._shares.setdefault(self._slot_of[session.name], ciphertext)
-            self._cond.notify_all()
-
-    def node_lost(self, session: NodeSession) -> None:
-        """A participant disconnected."""
-        if self.involves(session):
-            with self._cond:
-                self._lost.add(self._slot_of[session.name])
-                self._cond.notify_all()
-
-    def fail(self, error: FederationError) -> None:
-        """Abort the run (e.g. a node refused its task)."""
-        with self._cond:
-            if self._failure is None:
-                self._failure = error
+            self._shares.setdefault(slot, ciphertext)
             self._cond.notify_all()
 
     def run(self) -> bytes:
@@ -205,8 +171,3 @@ class HERun:
             "job needs every selected node (their zero-sum masks cancel only in the full "
             "sum), so nothing was combined or released; retry the query"
         )
-
-    def _cancel(self, error: FederationError) -> None:
-        info = ErrorInfo(error.code, error.message)
-        for session in self._sessions:
-            session.outbox.put(TaskCancelled(self.job_id, info))

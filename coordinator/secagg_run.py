@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from coordinator.directory import NodeSession
+from coordinator.run import ProgressCallback, Run
 from federation.dp.report import DPParams
 from federation.errors import FederationError, ProtocolError
 from federation.messages import (
-    ErrorInfo,
     Protocol,
     SecAggCoordinatorRound,
     SecAggNodeRound,
     SecAggSetup,
     SecAggToNode,
     TaskAssignment,
-    TaskCancelled,
 )
 from federation.protocols.secagg import CoordinatorSecAgg, SecAggParams, SecAggResult, Stage
 
@@ -32,10 +30,8 @@ __all__ = ["SecAggRun"]
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
 
-
-class SecAggRun:
+class SecAggRun(Run):
     """One secure aggregation over the nodes of one job."""
 
     def __init__(
@@ -53,40 +49,23 @@ class SecAggRun:
     ) -> None:
         if len(sessions) != params.slots:
             raise ValueError("one session per slot is required")
+        super().__init__(params.job_id, sessions)
         self.params = params
-        self._sessions = list(sessions)
-        self._slot_of = {s.name: i for i, s in enumerate(sessions)}
         self._machine = CoordinatorSecAgg(params)
-        self._cond = threading.Condition()
-        self._lost: set[int] = {i for i, s in enumerate(self._sessions) if not s.online}
-        self._failure: FederationError | None = None
         self._round_timeout = round_timeout
         self._on_progress = on_progress
         self._task = {"dataset": dataset, "sql": sql, "fingerprint": fingerprint}
         self.min_cell_size = min_cell_size
-        self._dp = dp
         """Announced to every node; the job's result suppresses groups below it."""
-
-    @property
-    def job_id(self) -> str:
-        """The job this run belongs to."""
-        return self.params.job_id
-
-    def involves(self, session: NodeSession) -> bool:
-        """True if ``session`` holds a slot in this run."""
-        slot = self._slot_of.get(session.name)
-        return slot is not None and self._sessions[slot] is session
+        self._dp = dp
 
     # --- called from node stream threads ------------------------------------
 
     def deliver(self, session: NodeSession, message: SecAggNodeRound) -> None:
         """A node's protocol message; its sender slot comes from the session, not the wire."""
-        if not self.involves(session):
-            log.warning(
-                "job %s: ignoring a message from %s (not a participant)", self.job_id, session.name
-            )
+        slot = self._slot_of_participant(session, "a message")
+        if slot is None:
             return
-        slot = self._slot_of[session.name]
         with self._cond:
             try:
                 self._machine.receive(dataclasses.replace(message, sender=slot))
@@ -98,21 +77,6 @@ class SecAggRun:
                     exc.message,
                 )
                 return
-            self._cond.notify_all()
-
-    def node_lost(self, session: NodeSession) -> None:
-        """A participant disconnected; rounds stop waiting for it."""
-        if not self.involves(session):
-            return
-        with self._cond:
-            self._lost.add(self._slot_of[session.name])
-            self._cond.notify_all()
-
-    def fail(self, error: FederationError) -> None:
-        """Abort the run (e.g. a node refused its task)."""
-        with self._cond:
-            if self._failure is None:
-                self._failure = error
             self._cond.notify_all()
 
     # --- the job thread ---------------------------------------------------------
@@ -181,8 +145,3 @@ class SecAggRun:
         if self._on_progress is not None:
             self._on_progress(stage.name.lower(), received, awaited_at_start)
         return outgoing
-
-    def _cancel(self, error: FederationError) -> None:
-        info = ErrorInfo(error.code, error.message)
-        for session in self._sessions:
-            session.outbox.put(TaskCancelled(self.job_id, info))
