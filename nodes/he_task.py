@@ -14,13 +14,21 @@ import time
 
 from federation.crypto.keys import X25519KeyPair
 from federation.encoding import DIGIT_BITS
-from federation.errors import FederationError, ProtocolError
-from federation.messages import EncryptedShare, ErrorInfo, TaskAssignment, TaskFailure
+from federation.errors import ProtocolError
+from federation.messages import EncryptedShare, TaskAssignment
 from federation.protocols.he import SumSpec, mask_values
 from federation.protocols.he.registry import scheme
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
-from nodes.task import Die, DropoutStage, Send, bind_assignment, compute_checked, prepare_dp
+from nodes.task import (
+    Die,
+    DropoutStage,
+    Send,
+    bind_assignment,
+    compute_checked,
+    prepare_dp,
+    report_failure,
+)
 
 __all__ = ["HETask"]
 
@@ -83,17 +91,8 @@ class HETask:
                 scheme(self._assignment.protocol.value).prepare(setup.public_key, self._spec)
             if self._die_at is DropoutStage.AFTER_UPLOAD:
                 self._kill()
-        except FederationError as exc:
-            log.warning("job %s: refusing the task: [%s] %s", self.job_id, exc.code, exc.message)
-            self._send(TaskFailure(self.job_id, ErrorInfo(exc.code, exc.message)))
-        except Exception:
-            log.exception("job %s: unexpected failure", self.job_id)
-            self._send(
-                TaskFailure(
-                    self.job_id,
-                    ErrorInfo(FederationError.code, "internal error at the node; see its log"),
-                )
-            )
+        except Exception as exc:  # reported to the coordinator, never raised on this thread
+            report_failure(self.job_id, self._send, exc)
         finally:
             self.finished.set()
 

@@ -45,7 +45,14 @@ from federation.query import BoundQuery, bind_query, compute_local, parse_query
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 
-__all__ = ["DropoutStage", "SecAggTask", "bind_assignment", "compute_checked", "prepare_dp"]
+__all__ = [
+    "DropoutStage",
+    "SecAggTask",
+    "bind_assignment",
+    "compute_checked",
+    "prepare_dp",
+    "report_failure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +164,25 @@ def compute_checked(
     return vector
 
 
+def report_failure(job_id: str, send: Send, error: Exception) -> None:
+    """Tell the coordinator why this node's part of a job failed (never a data value).
+
+    A :class:`FederationError` travels with its code and message (a refusal names its
+    rule); anything else is logged here with its traceback and reported as an internal
+    error.
+    """
+    if isinstance(error, FederationError):
+        log.warning("job %s: refusing the task: [%s] %s", job_id, error.code, error.message)
+        send(TaskFailure(job_id, ErrorInfo(error.code, error.message)))
+        return
+    log.error("job %s: unexpected failure", job_id, exc_info=error)
+    send(
+        TaskFailure(
+            job_id, ErrorInfo(FederationError.code, "internal error at the node; see its log")
+        )
+    )
+
+
 class SecAggTask:
     """A node's part in one secure-aggregation job."""
 
@@ -224,17 +250,8 @@ class SecAggTask:
                     return
         except _NodeDiedError:
             return
-        except FederationError as exc:
-            log.warning("job %s: refusing the task: [%s] %s", self.job_id, exc.code, exc.message)
-            self._send(TaskFailure(self.job_id, ErrorInfo(exc.code, exc.message)))
-        except Exception:
-            log.exception("job %s: unexpected failure", self.job_id)
-            self._send(
-                TaskFailure(
-                    self.job_id,
-                    ErrorInfo(FederationError.code, "internal error at the node; see its log"),
-                )
-            )
+        except Exception as exc:  # reported to the coordinator, never raised on this thread
+            report_failure(self.job_id, self._send, exc)
         finally:
             self._machine = None  # drop key material as soon as the task ends
             self._vector = None
