@@ -103,6 +103,10 @@ class QuantileQuery:
         where: The WHERE predicate as DuckDB SQL, or ``None``.
         group_columns: The GROUP BY columns, in order.
         items: The quantile items.
+        moments: Per ranked column, the names of two extra output columns of the
+            base query, ``AVG(column)`` and ``VAR_POP(column)`` (each the correctly
+            rounded exact value): with the count they bound where each order
+            statistic lies, so searches start narrow. They are dropped from the answer.
     """
 
     base_sql: str
@@ -110,6 +114,7 @@ class QuantileQuery:
     where: str | None
     group_columns: tuple[str, ...]
     items: tuple[QuantileItem, ...]
+    moments: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _contains_quantile(node: exp.Expression | None) -> bool:
@@ -196,6 +201,13 @@ def split_quantiles(sql: str) -> QuantileQuery | None:
     dataset = table.this if table is not None else None
     if not isinstance(dataset, exp.Table) or not dataset.name:
         raise QuerySyntaxError("the query needs FROM <dataset>")
+    moments: dict[str, tuple[str, str]] = {}
+    for column in dict.fromkeys(item.column for item in items):
+        names = (f"__quantile_mean {column}", f"__quantile_var {column}")
+        x = exp.column(column, quoted=True)
+        for name, agg in zip(names, (exp.Avg(this=x), exp.VariancePop(this=x.copy())), strict=True):
+            rewritten.append(exp.Alias(this=agg, alias=exp.to_identifier(name, quoted=True)))
+        moments[column] = names
     base = select.copy()
     base.set("expressions", rewritten)
     where = select.args.get("where")
@@ -205,6 +217,7 @@ def split_quantiles(sql: str) -> QuantileQuery | None:
         where=where.this.sql(dialect="duckdb") if where is not None else None,
         group_columns=tuple(group_columns),
         items=tuple(items),
+        moments=moments,
     )
 
 
@@ -369,6 +382,9 @@ class RankSearch:
     tolerance: float
     done: bool = False
     rounds: int = 0
+    outer: tuple[float, float] | None = None
+    """An interval known to hold every value (the column's range): a start interval
+    that turns out to miss the rank falls back to it instead of failing."""
     _verified: tuple[float, float] | None = field(default=None, repr=False)
 
     @property
@@ -409,7 +425,7 @@ class RankSearch:
         below, above = counts[0], counts[-1]
         lo, hi = self.lo, self.hi
         if not below <= self.rank < self.total - above:
-            verified = self._verified
+            verified = self._verified or self.outer
             if verified is None or not verified[0] <= lo < hi <= verified[1]:
                 raise QueryError(
                     "a quantile round found its rank outside every interval verified so far; "

@@ -28,25 +28,23 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT, fixed_point_format
-from federation.errors import QueryError, QueryTypeError, UnsupportedQueryError
+from federation.encoding import fixed_point_format
+from federation.errors import QueryTypeError, UnsupportedQueryError
 from federation.query.finalize import sqrt_ratio
 from federation.query.quantiles import (
-    BUCKETS,
-    QuantileQuery,
     RankSearch,
-    histogram_sql,
     interpolate,
     ranks,
     split_quantiles,
 )
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.sdk.moments import Runner, quote_identifier
+from federation.sdk.quantiles import rank_interval, refine, start_interval
+from federation.table import Cell
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,9 +66,6 @@ DEFAULT_QUANTILES = (0.25, 0.5, 0.75)
 QUANTILE_TOLERANCE = 1e-9
 """Relative width at which a double column's quantile search stops (the default of
 ``Client.query``); integer columns end exactly."""
-
-_MAX_ROUNDS = 40
-_PARALLEL_JOBS = 8
 
 
 @dataclass(frozen=True)
@@ -227,44 +222,6 @@ def _quantile_levels(quantiles: Sequence[float]) -> list[tuple[str, Fraction]]:
     return list(out.items())
 
 
-def _start(column: Column) -> tuple[float, float]:
-    """The half-open interval the search starts from: declared bounds or the encodable range."""
-    if column.bounds is not None:
-        lo, hi = float(column.bounds[0]), float(column.bounds[1])
-    elif column.type is ColumnType.INTEGER:
-        lo, hi = float(-INTEGER_LIMIT), float(INTEGER_LIMIT)
-    else:
-        lo, hi = -DOUBLE_LIMIT, DOUBLE_LIMIT
-    return lo, math.nextafter(hi, math.inf)
-
-
-def _rank_interval(
-    column: Column, moments: tuple[int, Fraction, Fraction], rank: int
-) -> tuple[float, float]:
-    """A half-open interval that holds the order statistic of ``rank`` (0-based).
-
-    With ``m = min(rank + 1, n - rank)`` values on the far side of it from the mean
-    ``μ``: ``m·(x_(rank) - μ)² <= Σ(x - μ)² = n·v`` (``v`` the population variance),
-    so ``|x_(rank) - μ| <= sqrt(n·v / m)``. Computed from the exact moments, widened
-    outward past any rounding, and clipped to the column's range (:func:`_start`).
-    """
-    lo, hi = _start(column)
-    n, s1, s2 = moments
-    m = min(rank + 1, n - rank)
-    if n <= 0 or m <= 0:
-        return lo, hi
-    mean = s1 / n
-    spread = (s2 - s1 * mean) / m  # n·v / m, exactly
-    if spread < 0:
-        return lo, hi
-    width = math.sqrt(float(spread)) * (1 + 2**-20) + 4 * math.ulp(float(mean))
-    low = math.nextafter(float(mean) - width, -math.inf)
-    high = math.nextafter(float(mean) + width, math.inf)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return lo, hi
-    return max(lo, low), min(hi, math.nextafter(high, math.inf))
-
-
 def _quantiles(
     run: Runner,
     schema: DatasetSchema,
@@ -279,8 +236,8 @@ def _quantiles(
 
     The summary job already has each column's exact ``n, Σx, Σx²`` (under ``where``),
     so the searches need no base job, and each starts from an interval that provably
-    holds its order statistic (:func:`_rank_interval`) rather than the whole encodable
-    range, which saves most rounds. Returns ``({label: {column: value}},
+    holds its order statistic (:func:`~federation.sdk.quantiles.rank_interval`) rather
+    than the whole encodable range, which saves most rounds. Returns ``({label: {column: value}},
     {label: {column: error bound}}, jobs run)``.
     """
     items = [
@@ -295,21 +252,24 @@ def _quantiles(
     assert plan is not None  # the select list is quantiles only
     by_name = {c.name: c for c in nums}
     totals = {name: m[0] for name, m in moments.items()}
-    searches: dict[tuple[str, int], RankSearch] = {}
+    searches: dict[tuple[str, tuple[Cell, ...], int], RankSearch] = {}
     for item in plan.items:
         column = by_name[item.column]
-        for rank in ranks(item, totals[column.name]):
-            if (column.name, rank) not in searches:
-                lo, hi = _rank_interval(column, moments[column.name], rank)
-                searches[(column.name, rank)] = RankSearch(
+        n, s1, s2 = moments[column.name]
+        mean_var = (n, s1 / n, (s2 - s1 * s1 / n) / n) if n > 0 else None
+        for rank in ranks(item, n):
+            if (column.name, (), rank) not in searches:
+                lo, hi = rank_interval(column, mean_var, rank)
+                searches[(column.name, (), rank)] = RankSearch(
                     rank=rank,
-                    total=totals[column.name],
+                    total=n,
                     lo=lo,
                     hi=hi,
                     integral=column.type is ColumnType.INTEGER,
                     tolerance=tolerance,
+                    outer=start_interval(column),
                 )
-    jobs = 1 + _refine(plan, searches, run)
+    jobs = 1 + len(refine(plan, searches, run))
     values: dict[str, dict[str, float]] = defaultdict(dict)
     errors: dict[str, dict[str, float]] = defaultdict(dict)
     labels = [label for _ in nums for label, _ in levels]  # the order of ``items``
@@ -320,41 +280,11 @@ def _quantiles(
         exact: dict[int, Fraction] = {}
         bound = Fraction(0)
         for rank in ranks(item, n):
-            exact[rank], error = searches[(item.column, rank)].estimate()
+            exact[rank], error = searches[(item.column, (), rank)].estimate()
             bound = max(bound, error)
         values[label][item.column] = float(interpolate(item, n, exact))
         errors[label][item.column] = float(bound)
     return dict(values), dict(errors), jobs
-
-
-def _refine(plan: QuantileQuery, searches: dict[tuple[str, int], RankSearch], run: Runner) -> int:
-    """Run histogram rounds until every search is done; returns the number of jobs."""
-    jobs = 0
-    for _ in range(_MAX_ROUNDS):
-        pending = [(k, s) for k, s in searches.items() if not s.done]
-        if not pending:
-            return jobs
-        asks = sorted({(name, s.interval) for (name, _), s in pending})
-        texts = [histogram_sql(plan, name, interval, None) for name, interval in asks]
-        with ThreadPoolExecutor(min(_PARALLEL_JOBS, len(texts))) as pool:
-            tables = list(pool.map(run, texts))
-        jobs += len(texts)
-        counts: dict[tuple[str, tuple[float, float]], list[int]] = {}
-        for ask, table in zip(asks, tables, strict=True):
-            buckets = [0] * (BUCKETS + 2)
-            for bucket, n in table.rows:
-                if bucket is None:
-                    continue  # the NULL bucket: rows whose value is NULL
-                if not isinstance(n, int):
-                    raise QueryError(
-                        "a histogram bucket of a quantile came back suppressed (a node's "
-                        "minimum cell size); describe with quantiles=() instead"
-                    )
-                buckets[int(bucket)] += n
-            counts[ask] = buckets
-        for (name, _), search in pending:
-            search.update(counts[(name, search.interval)])
-    raise QueryError(f"a quantile search did not converge in {_MAX_ROUNDS} rounds")
 
 
 def _columns(schema: DatasetSchema, columns: Sequence[str] | None) -> list[Column]:

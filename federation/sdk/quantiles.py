@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT
 from federation.errors import (
     PolicyViolationError,
     QueryError,
@@ -38,7 +39,14 @@ from federation.table import Cell, ColumnKind, ResultTable
 if TYPE_CHECKING:
     from federation.sdk.client import Client
 
-__all__ = ["DEFAULT_TOLERANCE", "MAX_ROUNDS", "run_quantile_query"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "MAX_ROUNDS",
+    "rank_interval",
+    "refine",
+    "run_quantile_query",
+    "start_interval",
+]
 
 DEFAULT_TOLERANCE = 1e-9
 """Relative width at which a double column's search stops (integers end exactly)."""
@@ -47,11 +55,18 @@ MAX_ROUNDS = 40
 PARALLEL_JOBS = 8
 """Histogram jobs of one round in flight at once."""
 
-_INTEGER_RANGE = 2.0**62
-_DOUBLE_RANGE = 2.0**41
-
 Group = tuple[Cell, ...]
 RunQuery = Callable[[str], QueryResult]
+Moments = tuple[int, Fraction, Fraction]
+"""A column's count, mean and population variance over the rows a quantile ranks."""
+
+
+class _HasRows(Protocol):
+    @property
+    def rows(self) -> Sequence[tuple[Cell, ...]]: ...
+
+
+_R = TypeVar("_R", bound=_HasRows)
 
 
 def _column(client: Client, dataset: str, name: str) -> Column:
@@ -69,17 +84,45 @@ def _column(client: Client, dataset: str, name: str) -> Column:
     raise UnknownDatasetError(f"no dataset named {dataset!r} in the directory")
 
 
-def _start(column: Column) -> tuple[float, float]:
+def start_interval(column: Column) -> tuple[float, float]:
+    """The half-open interval a search starts from: declared bounds or the encodable range."""
     if column.bounds is not None:
         lo, hi = float(column.bounds[0]), float(column.bounds[1])
     elif column.type is ColumnType.INTEGER:
-        lo, hi = -_INTEGER_RANGE, _INTEGER_RANGE
+        lo, hi = float(-INTEGER_LIMIT), float(INTEGER_LIMIT)
     else:
-        lo, hi = -_DOUBLE_RANGE, _DOUBLE_RANGE
+        lo, hi = -DOUBLE_LIMIT, DOUBLE_LIMIT
     return lo, math.nextafter(hi, math.inf)  # [lo, hi] as a half-open interval
 
 
-def _histograms(result: QueryResult, groups: int) -> dict[Group, list[int]]:
+def rank_interval(column: Column, moments: Moments | None, rank: int) -> tuple[float, float]:
+    """A half-open interval that holds the order statistic of ``rank`` (0-based).
+
+    ``moments`` are the count ``n``, mean ``μ`` and population variance ``v`` of the
+    values ranked. With ``m = min(rank + 1, n - rank)`` values on the far side of the
+    order statistic from ``μ``: ``m·(x_(rank) - μ)² <= Σ(x - μ)² = n·v``, so
+    ``|x_(rank) - μ| <= sqrt(n·v / m)``. Widened outward past any rounding of ``μ``
+    and ``v`` (each correctly rounded, or exact) and clipped to
+    :func:`start_interval`; without moments, :func:`start_interval` itself. Starting
+    there saves most rounds (and the search falls back to the whole range if a
+    start ever misses).
+    """
+    lo, hi = start_interval(column)
+    if moments is None:
+        return lo, hi
+    n, mean, var = moments
+    m = min(rank + 1, n - rank)
+    if n <= 0 or m <= 0 or var < 0:
+        return lo, hi
+    width = math.sqrt(float(n * var / m)) * (1 + 2**-20) + 4 * math.ulp(float(mean))
+    low = math.nextafter(float(mean) - width, -math.inf)
+    high = math.nextafter(float(mean) + width, math.inf)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return lo, hi
+    return max(lo, low), min(hi, math.nextafter(high, math.inf))
+
+
+def _histograms(result: _HasRows, groups: int) -> dict[Group, list[int]]:
     """Bucket counts per group from a round's table (group columns, bucket, count)."""
     counts: dict[Group, list[int]] = defaultdict(lambda: [0] * (BUCKETS + 2))
     for row in result.rows:
@@ -139,7 +182,7 @@ def run_quantile_query(
                 f"columns classified public, and {item.column!r} is {level.value}"
             )
     searches = _searches(plan, base, positions, columns, tolerance)
-    jobs = [base.job_id, *_refine(plan, searches, run)]
+    jobs = [base.job_id, *(r.job_id for r in refine(plan, searches, run))]
     table, errors = _assemble(plan, base, positions, columns, searches)
     return QueryResult(
         job_id=base.job_id,
@@ -171,6 +214,20 @@ def _total(row: tuple[Cell, ...], index: int) -> int:
     return n if isinstance(n, int) else 0
 
 
+def _moments(
+    base: QueryResult, row: tuple[Cell, ...], plan: QuantileQuery, column: str
+) -> Moments | None:
+    """The count, mean and population variance of ``column`` in this row's group."""
+    names = plan.moments.get(column)
+    if names is None:
+        return None
+    n = _total(row, next(i.index for i in plan.items if i.column == column))
+    mean, var = (row[base.columns.index(name)] for name in names)
+    if isinstance(mean, int | float) and isinstance(var, int | float):
+        return n, Fraction(mean), Fraction(var)
+    return None  # an empty group (NULL mean) or an unexpected cell: the whole range
+
+
 def _searches(
     plan: QuantileQuery,
     base: QueryResult,
@@ -191,7 +248,7 @@ def _searches(
                 if key in searches:
                     searches[key].tolerance = min(searches[key].tolerance, wanted)
                 else:
-                    lo, hi = _start(column)
+                    lo, hi = rank_interval(column, _moments(base, row, plan, item.column), rank)
                     searches[key] = RankSearch(
                         rank=rank,
                         total=total,
@@ -199,35 +256,42 @@ def _searches(
                         hi=hi,
                         integral=column.type is ColumnType.INTEGER,
                         tolerance=wanted,
+                        outer=start_interval(column),
                     )
     return searches
 
 
-def _refine(plan: QuantileQuery, searches: Searches, run: RunQuery) -> list[str]:
-    """Run histogram rounds until every search is done; returns the jobs' ids."""
-    jobs: list[str] = []
+def refine(plan: QuantileQuery, searches: Searches, run: Callable[[str], _R]) -> list[_R]:
+    """Run histogram rounds until every search is done; returns every round's result.
+
+    A round asks one histogram per distinct (column, interval) among the searches
+    still open, restricted to one group when only one needs it, and runs them side
+    by side (each job is mostly waiting).
+    """
+    results: list[_R] = []
     for _ in range(MAX_ROUNDS):
         pending = [(k, s) for k, s in searches.items() if not s.done]
         if not pending:
-            return jobs
+            return results
         asks: dict[tuple[str, tuple[float, float]], set[Group]] = defaultdict(set)
         for (column_name, group, _), search in pending:
             asks[(column_name, search.interval)].add(group)
         texts = {
             ask: histogram_sql(
-                plan, ask[0], ask[1], next(iter(groups)) if len(groups) == 1 else None
+                plan,
+                ask[0],
+                ask[1],
+                next(iter(groups)) if len(groups) == 1 and plan.group_columns else None,
             )
             for ask, groups in asks.items()
         }
-        # A round's jobs are independent: run them side by side (each is mostly waiting).
         with ThreadPoolExecutor(min(PARALLEL_JOBS, len(texts))) as pool:
-            results = dict(zip(texts, pool.map(run, texts.values()), strict=True))
-        for (column_name, interval), groups in asks.items():
-            result = results[(column_name, interval)]
-            jobs.append(result.job_id)
-            counts = _histograms(result, len(plan.group_columns))
+            answers = dict(zip(texts, pool.map(run, texts.values()), strict=True))
+        results.extend(answers.values())
+        for ask, groups in asks.items():
+            counts = _histograms(answers[ask], len(plan.group_columns))
             for (name, group, _), search in pending:
-                if name == column_name and group in groups and search.interval == interval:
+                if (name, search.interval) == ask and group in groups:
                     search.update(counts.get(group, [0] * (BUCKETS + 2)))
     raise QueryError(f"a quantile search did not converge in {MAX_ROUNDS} rounds")
 
@@ -264,5 +328,11 @@ def _assemble(
     for item in plan.items:
         discrete_int = item.discrete and integral[item.index]
         kinds[item.index] = ColumnKind.INTEGER if discrete_int else ColumnKind.DOUBLE
-    table = ResultTable(base.table.columns, tuple(kinds), tuple(rows))
+    hidden = {name for names in plan.moments.values() for name in names}
+    keep = [i for i, name in enumerate(base.table.columns) if name not in hidden]
+    table = ResultTable(
+        tuple(base.table.columns[i] for i in keep),
+        tuple(kinds[i] for i in keep),
+        tuple(tuple(row[i] for i in keep) for row in rows),
+    )
     return table, {name: float(e) for name, e in errors.items()}
