@@ -8,6 +8,7 @@ contribution.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.audit import AuditTrail
 from federation.errors import UnknownJobError
 from federation.messages import ErrorInfo, JobRecord, JobStatus, Protocol
 from federation.policy import DEFAULT_POLICY, Policy
@@ -129,6 +131,8 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self.audit = AuditTrail(self.path)
+        """Every registration and job step, in a signed Merkle log (``<path>.audit``)."""
         with self._lock:
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
@@ -146,6 +150,7 @@ class Store:
         """Close the database."""
         with self._lock:
             self._db.close()
+        self.audit.close()
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         with self._lock:
@@ -194,6 +199,19 @@ class Store:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        self.audit.record(
+            "node_registered",
+            node=name,
+            agent_version=agent_version,
+            datasets=[
+                {
+                    "name": d.name,
+                    "schema_sha256": d.fingerprint(),
+                    "policy": declared.get(d.name, DEFAULT_POLICY).to_json(),
+                }
+                for d in datasets
+            ],
+        )
 
     def touch_node(self, name: str, when: float) -> None:
         """Record that a node was seen alive."""
@@ -234,6 +252,7 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (job_id, sql, protocol.value, dataset, JobStatus.RUNNING.value, submitted_at),
         )
+        self.audit.record("query_submitted", job=job_id, sql=sql, protocol=protocol.value)
 
     def record_job_selected(self, job_id: str, dataset: str, selected: int) -> None:
         """Record the planned dataset and how many nodes the job runs on."""
@@ -241,16 +260,25 @@ class Store:
             "UPDATE jobs SET dataset = ?, selected_nodes = ? WHERE job_id = ?",
             (dataset, selected, job_id),
         )
+        self.audit.record("job_planned", job=job_id, dataset=dataset, nodes=selected)
 
     def record_job_succeeded(
         self, job_id: str, table: ResultTable, contributing: int, finished_at: float
     ) -> None:
         """Record a released result."""
+        blob = _table_to_blob(table)
         self._write(
             "UPDATE jobs SET status = ?, finished_at = ?, contributing_nodes = ?, "
             "result_blob = ? WHERE job_id = ?",
-            (JobStatus.SUCCEEDED.value, finished_at, contributing, _table_to_blob(table), job_id),
+            (JobStatus.SUCCEEDED.value, finished_at, contributing, blob, job_id),
         )
+        self.audit.record(
+            "result_released",
+            job=job_id,
+            nodes=contributing,
+            result_sha256=hashlib.sha256(blob).hexdigest(),
+        )
+        self.audit.seal()
 
     def record_job_released_encrypted(
         self, job_id: str, digest: str, contributing: int, finished_at: float
@@ -261,6 +289,10 @@ class Store:
             "result_digest = ? WHERE job_id = ?",
             (JobStatus.SUCCEEDED.value, finished_at, contributing, digest, job_id),
         )
+        self.audit.record(
+            "result_released", job=job_id, nodes=contributing, ciphertext_sha256=digest
+        )
+        self.audit.seal()
 
     def record_job_failed(self, job_id: str, error: ErrorInfo, finished_at: float) -> None:
         """Record a failure; nothing was released."""
@@ -269,6 +301,8 @@ class Store:
             "WHERE job_id = ?",
             (JobStatus.FAILED.value, finished_at, error.code, error.message, job_id),
         )
+        self.audit.record("job_failed", job=job_id, code=error.code, reason=error.message)
+        self.audit.seal()
 
     def fail_interrupted_jobs(self, reason: str) -> int:
         """Mark jobs left running by a previous process as failed; returns how many."""

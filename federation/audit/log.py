@@ -24,7 +24,7 @@ from federation.audit.merkle import (
 )
 from federation.crypto.signing import Ed25519Signer
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "read_log"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS heads (
     timestamp_ms INTEGER NOT NULL,
     root BLOB NOT NULL,
     signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 );
 """
 
@@ -53,6 +57,10 @@ class AuditLog:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('public_key', ?)",
+            (signer.public_bytes,),
+        )
         self._compact = CompactRange()
         for (leaf,) in self._db.execute("SELECT leaf FROM entries ORDER BY idx"):
             self._compact.append(bytes(leaf))
@@ -147,3 +155,35 @@ class AuditLog:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def read_log(path: Path | str) -> tuple[list[bytes], list[bytes], list[SignedTreeHead], bytes]:
+    """Entries, recorded roots, signed heads and the stored public key of a log file.
+
+    Opens the file read-only; nothing is changed.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not an audit log.
+    """
+    target = Path(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"no audit log at {target}")
+    db = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+    try:
+        try:
+            rows = db.execute("SELECT entry, root FROM entries ORDER BY idx").fetchall()
+            heads = db.execute(
+                "SELECT size, timestamp_ms, root, signature FROM heads ORDER BY size"
+            ).fetchall()
+            key = db.execute("SELECT value FROM meta WHERE key = 'public_key'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{target} is not an audit log ({exc})") from None
+    finally:
+        db.close()
+    return (
+        [bytes(e) for e, _ in rows],
+        [bytes(r) for _, r in rows],
+        [SignedTreeHead(int(a), int(b), bytes(c), bytes(d)) for a, b, c, d in heads],
+        bytes(key[0]) if key else b"",
+    )

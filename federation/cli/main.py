@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from federation.cli import audit as audit_cli
 from federation.errors import FederationError
 
 __all__ = ["build_parser", "main"]
@@ -39,6 +40,8 @@ def _add_dp_args(query: argparse.ArgumentParser, sub: Any) -> None:
     query.add_argument(
         "--analyst", default="anonymous", help="whose DP budget pays (self-declared until mTLS)"
     )
+    audit_cli.add_parser(sub)
+
     budget = sub.add_parser("budget", help="show what is left of a DP budget on a dataset")
     budget.add_argument("dataset")
     _add_coordinator_arg(budget)
@@ -154,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nodes": commands.nodes,
         "query": commands.query,
         "budget": commands.budget,
+        "audit": audit_cli.run,
         "job": commands.job,
         "simulate": commands.simulate,
     }

@@ -1,0 +1,71 @@
+"""``federation audit``: verify or export an audit log file, offline."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+
+from federation.audit.heads import verify_log
+from federation.audit.log import read_log
+from federation.audit.merkle import leaf_hash
+from federation.errors import ConfigError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``audit verify`` and ``audit export``."""
+    audit = sub.add_parser("audit", help="verify or export a tamper-evident audit log")
+    actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = actions.add_parser("verify", help="recompute the whole log and check its heads")
+    verify.add_argument("--log", required=True, help="the log file (e.g. coordinator.db.audit)")
+    verify.add_argument(
+        "--public-key",
+        help="the log's Ed25519 public key in hex (pin it; default: the key stored in the "
+        "file, which proves integrity only against someone without write access to it)",
+    )
+    export = actions.add_parser("export", help="write every leaf and signed head as JSON lines")
+    export.add_argument("--log", required=True, help="the log file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``audit verify`` or ``audit export``."""
+    try:
+        entries, roots, heads, stored_key = read_log(args.log)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    if args.audit_command == "export":
+        out = sys.stdout
+        out.write(json.dumps({"public_key": stored_key.hex()}) + "\n")
+        for i, entry in enumerate(entries):
+            line = {
+                "index": i,
+                "entry_base64": base64.b64encode(entry).decode(),
+                "leaf_hash": leaf_hash(entry).hex(),
+            }
+            out.write(json.dumps(line) + "\n")
+        for h in heads:
+            head = {
+                "tree_size": h.size,
+                "timestamp_ms": h.timestamp_ms,
+                "root_hash": h.root.hex(),
+                "signature": h.signature.hex(),
+            }
+            out.write(json.dumps({"signed_tree_head": head}) + "\n")
+        return 0
+    try:
+        key = bytes.fromhex(args.public_key) if args.public_key else stored_key
+    except ValueError:
+        raise ConfigError("--public-key must be hex") from None
+    report = verify_log(entries, heads, key, roots)
+    if report.ok:
+        sys.stdout.write(
+            f"ok: {report.entries} entries, {report.heads} signed tree heads verify "
+            f"(key {key.hex()[:16]}...)\n"
+        )
+        return 0
+    where = f" (first bad entry: {report.first_bad})" if report.first_bad is not None else ""
+    sys.stdout.write(f"FAILED: {report.problem}{where}\n")
+    return 1
