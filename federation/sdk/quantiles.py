@@ -214,17 +214,11 @@ def _total(row: tuple[Cell, ...], index: int) -> int:
     return n if isinstance(n, int) else 0
 
 
-def _moments(
-    base: QueryResult, row: tuple[Cell, ...], plan: QuantileQuery, column: str
-) -> Moments | None:
-    """The count, mean and population variance of ``column`` in this row's group."""
-    names = plan.moments.get(column)
-    if names is None:
-        return None
-    n = _total(row, next(i.index for i in plan.items if i.column == column))
-    mean, var = (row[base.columns.index(name)] for name in names)
+def _moments(row: tuple[Cell, ...], total: int, at: tuple[int, int]) -> Moments | None:
+    """The count, mean and population variance of a column in this row's group."""
+    mean, var = row[at[0]], row[at[1]]
     if isinstance(mean, int | float) and isinstance(var, int | float):
-        return n, Fraction(mean), Fraction(var)
+        return total, Fraction(mean), Fraction(var)
     return None  # an empty group (NULL mean) or an unexpected cell: the whole range
 
 
@@ -237,18 +231,24 @@ def _searches(
 ) -> Searches:
     """One search per (column, group, rank) any quantile needs (shared between quantiles)."""
     searches: Searches = {}
+    at = {
+        name: (base.columns.index(mean), base.columns.index(var))
+        for name, (mean, var) in plan.moments.items()
+    }
     for row in base.rows:
         group = tuple(row[p] for p in positions)
         for item in plan.items:
             total = _total(row, item.index)
             column = columns[item.column]
             wanted = 0.0 if item.extreme else tolerance  # MIN/MAX: to the last bit
+            where = at.get(item.column)
+            moments = _moments(row, total, where) if where is not None else None
             for rank in ranks(item, total):
                 key = (item.column, group, rank)
                 if key in searches:
                     searches[key].tolerance = min(searches[key].tolerance, wanted)
                 else:
-                    lo, hi = rank_interval(column, _moments(base, row, plan, item.column), rank)
+                    lo, hi = rank_interval(column, moments, rank)
                     searches[key] = RankSearch(
                         rank=rank,
                         total=total,
