@@ -11,6 +11,8 @@ A node config is a TOML file::
     name = "patients"
     source = "data/patients.csv"     # .csv, .parquet, or a DuckDB file (see `table`)
     # table = "patients"             # the table inside a DuckDB database file
+    # in_memory = false              # read the source on every query (default: load it
+                                     # once into memory, reloaded when the file changes)
 
     [[dataset.column]]
     name = "age"
@@ -83,6 +85,10 @@ class DatasetConfig:
     table: str | None = None
     policy: Policy = DEFAULT_POLICY
     """What the data holder allows the dataset to be used for (enforced by the node)."""
+    in_memory: bool = True
+    """Load the validated rows into the node's in-memory DuckDB once (and again whenever
+    the source file changes), categorical columns as ENUMs of their declared domains;
+    False reads the source on every query (for data larger than the node's memory)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,9 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def _dataset(raw: Mapping[str, Any], base: Path, index: int) -> DatasetConfig:
     where = f"dataset #{index + 1}"
     _check_keys(
-        raw, {"name", "source", "format", "table", "description", "column", "policy"}, where
+        raw,
+        {"name", "source", "format", "table", "description", "column", "policy", "in_memory"},
+        where,
     )
     name = _require(raw, "name", str, where)
     where = f"dataset {name!r}"
@@ -155,7 +163,12 @@ def _dataset(raw: Mapping[str, Any], base: Path, index: int) -> DatasetConfig:
         else Policy.from_dict(policy_raw, where=f"{where}: [dataset.policy]")
     )
     policy.validate_for(schema)
-    return DatasetConfig(schema=schema, source=source, format=fmt, table=table, policy=policy)
+    in_memory = raw.get("in_memory", True)
+    if not isinstance(in_memory, bool):
+        raise ConfigError(f"{where}: in_memory must be true or false, got {in_memory!r}")
+    return DatasetConfig(
+        schema=schema, source=source, format=fmt, table=table, policy=policy, in_memory=in_memory
+    )
 
 
 def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
@@ -234,6 +247,8 @@ def node_config_to_toml(config: NodeConfig) -> str:
         ]
         if dataset.table is not None:
             lines.append(f"table = {_toml_value(dataset.table)}")
+        if not dataset.in_memory:
+            lines.append("in_memory = false")
         if dataset.schema.description:
             lines.append(f"description = {_toml_value(dataset.schema.description)}")
         for column in dataset.schema.columns:

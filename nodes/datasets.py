@@ -1,21 +1,26 @@
-"""The node's data, opened in DuckDB behind typed views.
+"""The node's data, in DuckDB under typed relations.
 
-Each dataset becomes a view ``ds_<name>`` that reads its source (CSV or Parquet
-file, or a table of a DuckDB database attached read-only) and casts every
-declared column to its declared type. Rows never leave DuckDB; only
-per-group aggregates are fetched, by the query layer.
+Each dataset's source (CSV or Parquet file, or a table of a DuckDB database
+attached read-only) is validated against its declared schema, then becomes the
+relation ``ds_<name>`` with every declared column in its declared type. By default
+that relation is an in-memory table, loaded once, with categorical columns as ENUMs
+of their declared domains (grouping on them takes DuckDB's perfect-hash path), and
+reloaded when the source file changes; with ``in_memory = false`` it is a view that
+reads the source on every query. Rows never leave DuckDB; only per-group aggregates
+are fetched, by the query layer.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import duckdb
 
 from federation.errors import ConfigError, DataError
 from federation.policy import DEFAULT_POLICY, Policy
-from federation.schema import ColumnType, DatasetSchema
+from federation.schema import Column, ColumnType, DatasetSchema
 from nodes.config import DatasetConfig, SourceFormat
 
 __all__ = ["LocalData"]
@@ -39,12 +44,14 @@ def _literal(text: str) -> str:
 
 
 class LocalData:
-    """A DuckDB database holding one typed view per dataset."""
+    """A DuckDB database holding one typed relation per dataset."""
 
     def __init__(self, datasets: tuple[DatasetConfig, ...], *, threads: int = 1) -> None:
         self._con = duckdb.connect(":memory:", config={"threads": threads})
         self._lock = threading.Lock()
         self._datasets = {d.schema.name: d for d in datasets}
+        self._index = {d.schema.name: i for i, d in enumerate(datasets)}
+        self._versions: dict[str, tuple[int, int]] = {}
         for i, dataset in enumerate(datasets):
             self._open(dataset, i)
 
@@ -73,6 +80,26 @@ class LocalData:
         """The quoted view name that holds dataset ``name``."""
         return _ident(f"ds_{name}")
 
+    def refresh(self, name: str) -> None:
+        """Reload dataset ``name`` if its source file changed since it was loaded.
+
+        Only in-memory datasets need this (a view reads the source on every query).
+        A task calls it before computing, so answers always reflect the file as it is.
+
+        Raises:
+            DataError, ConfigError: the changed source no longer conforms to its
+                declared schema (the dataset is refused until it does again).
+        """
+        dataset = self._datasets.get(name)
+        if dataset is None or not dataset.in_memory:
+            return
+        if _version(dataset) == self._versions.get(name):
+            return
+        with self._lock:
+            if _version(dataset) != self._versions.get(name):
+                log.info("dataset %s: the source changed; reloading it", name)
+                self._open(dataset, self._index[name])
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for one task (DuckDB cursors may run concurrently)."""
         with self._lock:
@@ -88,14 +115,16 @@ class LocalData:
             raise ConfigError(
                 f"dataset {schema.name!r}: source file {str(dataset.source)!r} does not exist"
             )
+        version = _version(dataset)
         path = _literal(str(dataset.source))
+        alias = _ident(f"src_{index}")
         if dataset.format is SourceFormat.CSV:
             # all_varchar: the declared schema decides types, never the sniffer
             scan = f"read_csv({path}, header = true, all_varchar = true)"
         elif dataset.format is SourceFormat.PARQUET:
             scan = f"read_parquet({path})"
         else:
-            alias = _ident(f"src_{index}")
+            self._con.execute(f"DETACH DATABASE IF EXISTS {alias}")
             self._con.execute(f"ATTACH {path} AS {alias} (READ_ONLY)")
             scan = f"{alias}.{_ident(dataset.table or '')}"
         try:
@@ -114,14 +143,19 @@ class LocalData:
                 f"dataset {schema.name!r}: the source has no column(s) {missing}; "
                 f"it has {sorted(present.values())}"
             )
+        self._validate(dataset, scan, present)
         select = ", ".join(
-            f"CAST({_ident(present[c.name.lower()])} AS {_SQL_TYPES[c.type]}) AS {_ident(c.name)}"
+            f"CAST({_ident(present[c.name.lower()])} AS {_sql_type(c, dataset.in_memory)}) "
+            f"AS {_ident(c.name)}"
             for c in schema.columns
         )
+        kind = "TABLE" if dataset.in_memory else "VIEW"
         self._con.execute(
-            f"CREATE VIEW {self.relation(schema.name)} AS SELECT {select} FROM {scan}"
+            f"CREATE OR REPLACE {kind} {self.relation(schema.name)} AS SELECT {select} FROM {scan}"
         )
-        self._validate(dataset, scan, present)
+        if dataset.in_memory and dataset.format is SourceFormat.DUCKDB:
+            self._con.execute(f"DETACH DATABASE {alias}")
+        self._versions[schema.name] = version
 
     def _validate(self, dataset: DatasetConfig, scan: str, present: dict[str, str]) -> None:
         """Check every value converts to its declared type and lies in its domain.
@@ -169,8 +203,26 @@ class LocalData:
         if problems:
             raise DataError(f"dataset {schema.name!r}: " + "; ".join(problems))
         log.info(
-            "dataset %s: %s source ready (%d columns)",
+            "dataset %s: %s source ready (%d columns, %s)",
             schema.name,
             dataset.format.value,
             len(schema.columns),
+            "loaded into memory" if dataset.in_memory else "read on every query",
         )
+
+
+def _sql_type(column: Column, in_memory: bool) -> str:
+    """The DuckDB type a column is stored as: an ENUM of the declared domain for a
+    categorical column in memory (validated against it first), else its plain type."""
+    if column.type is ColumnType.CATEGORICAL and in_memory:
+        return "ENUM(" + ", ".join(_literal(v) for v in column.domain) + ")"
+    return _SQL_TYPES[column.type]
+
+
+def _version(dataset: DatasetConfig) -> tuple[int, int]:
+    """What tells a changed source file: its modification time and size."""
+    try:
+        st = os.stat(dataset.source)
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)

@@ -150,6 +150,7 @@ def compute_checked(
         DisclosureControlError: the query's WHERE selects ``0 < rows <`` the policy's
             minimum query set size at this node (nothing is sent).
     """
+    data.refresh(bound.dataset)
     relation = data.relation(bound.dataset)
     if noise is not None:
         relation = clipped_relation(bound, relation)

@@ -73,6 +73,10 @@ def test_relative_sources_resolve_against_the_config(tmp_path: Path) -> None:
         ),
         (GOOD.replace('source = "data.parquet"', 'source = "d.duckdb"'), "needs table"),
         (GOOD.replace("[node]", "[node]\ncolour = 1"), "unknown key"),
+        (
+            GOOD.replace('source = "data.parquet"', 'source = "data.parquet"\nin_memory = "no"'),
+            "in_memory must be true or false",
+        ),
     ],
 )
 def test_invalid_configs_fail_at_load(tmp_path: Path, text: str, match: str) -> None:
@@ -92,3 +96,10 @@ def test_configs_roundtrip_through_toml(tmp_path: Path) -> None:
         config = load_node_config(path)
         again = _write(tmp_path, node_config_to_toml(config))
         assert load_node_config(again) == config
+    streamed = _write(
+        tmp_path,
+        GOOD.replace('source = "data.parquet"', 'source = "data.parquet"\nin_memory = false'),
+    )
+    config = load_node_config(streamed)
+    assert not config.datasets[0].in_memory
+    assert load_node_config(_write(tmp_path, node_config_to_toml(config))) == config
