@@ -109,8 +109,10 @@ class Coordinator:
         """Dispatch a node's message."""
         if not isinstance(session, NodeSession):
             raise TypeError("not a session of this coordinator")
+        now = time.time()  # our clock
+        session.last_seen = now  # any message shows the node alive, not only heartbeats
         if isinstance(message, Heartbeat):
-            self.directory.heartbeat(session, time.time(), message.budgets)  # our clock
+            self.directory.heartbeat(session, now, message.budgets)
         elif isinstance(message, (SecAggFromNode, EncryptedShare, TaskFailure)):
             self.jobs.route(session, message)
         else:

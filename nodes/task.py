@@ -156,7 +156,7 @@ def compute_checked(
         relation = clipped_relation(bound, relation)
     cursor = data.cursor()
     try:
-        vector = compute_local(bound, cursor, relation)
+        vector = compute_local(bound, cursor, relation, typed=True)
     finally:
         cursor.close()
     check_query_set(bound, data.policy(bound.dataset), local_query_set_size(bound, vector))
