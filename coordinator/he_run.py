@@ -22,6 +22,7 @@ from federation.messages import (
     HESetup,
     Protocol,
     TaskAssignment,
+    TaskStatus,
 )
 from federation.protocols.he import HEScheme, SumSpec
 
@@ -78,6 +79,10 @@ class HERun(Run):
         with self._cond:
             self._shares.setdefault(slot, ciphertext)
             self._cond.notify_all()
+
+    def status(self, session: NodeSession, status: TaskStatus) -> None:
+        """A node's task awaits approval or was approved (see :meth:`Run.task_status`)."""
+        self.task_status(session, status, self._round_timeout, self._on_progress)
 
     def run(self) -> bytes:
         """Assign tasks, collect every share, return the combined ciphertext."""
@@ -158,7 +163,8 @@ class HERun(Run):
                 lost = sorted(self._lost - set(self._shares))
                 if lost:
                     raise TooFewParticipantsError(self._dropout_message(lost))
-                remaining = deadline - time.monotonic()
+                remaining = self._deadline(deadline, set(range(n)) - set(self._shares))
+                remaining -= time.monotonic()
                 if remaining <= 0:
                     silent = sorted(set(range(n)) - set(self._shares))
                     raise TooFewParticipantsError(self._dropout_message(silent))

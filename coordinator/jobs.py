@@ -41,6 +41,7 @@ from federation.messages import (
     QueryRequest,
     SecAggFromNode,
     TaskFailure,
+    TaskStatus,
 )
 from federation.protocols.he.registry import scheme
 from federation.protocols.secagg import make_params
@@ -292,7 +293,9 @@ class JobManager:
     # --- node traffic ---------------------------------------------------------
 
     def route(
-        self, session: NodeSession, message: SecAggFromNode | EncryptedShare | TaskFailure
+        self,
+        session: NodeSession,
+        message: SecAggFromNode | EncryptedShare | TaskFailure | TaskStatus,
     ) -> None:
         """Hand a node's job message to its job (late or unknown jobs are ignored)."""
         with self._lock:
@@ -307,6 +310,10 @@ class JobManager:
                 if cls is FederationError:
                     cls = NodeTaskError
                 run.fail(cls(f"node {session.name!r} refused the task: {message.error.message}"))
+            return
+        if isinstance(message, TaskStatus):
+            run.status(session, message)
+            self._store.record_task_status(message, session.name, awaiting=run.awaiting_approval)
             return
         if isinstance(message, EncryptedShare) and isinstance(run, HERun):
             run.deliver(session, message.data)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 
 from coordinator.directory import NodeSession
 from federation.errors import FederationError
-from federation.messages import ErrorInfo, TaskCancelled
+from federation.messages import ErrorInfo, TaskCancelled, TaskState, TaskStatus
 
-__all__ = ["ProgressCallback", "Run"]
+__all__ = ["MAX_APPROVAL_WAIT", "ProgressCallback", "Run"]
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
+
+MAX_APPROVAL_WAIT = 7 * 86400.0
+"""The longest a job waits for a node's manual approval, whatever the node announces."""
 
 
 class Run:
@@ -31,6 +35,9 @@ class Run:
         self._cond = threading.Condition()
         self._lost: set[int] = {i for i, s in enumerate(self._sessions) if not s.online}
         self._failure: FederationError | None = None
+        self._held: dict[int, float] = {}
+        """Slot -> monotonic time its task may take until (manual approval at the node)."""
+        self._approved: set[int] = set()
 
     @property
     def job_id(self) -> str:
@@ -57,6 +64,55 @@ class Run:
             with self._cond:
                 self._lost.add(self._slot_of[session.name])
                 self._cond.notify_all()
+
+    def task_status(
+        self,
+        session: NodeSession,
+        status: TaskStatus,
+        round_timeout: float,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        """A node's task awaits its operator's approval, or was approved: the current
+        round waits for that node until the request expires (at most
+        :data:`MAX_APPROVAL_WAIT`), then ``round_timeout`` more once approved."""
+        slot = self._slot_of_participant(session, "a task status")
+        if slot is None:
+            return
+        now = time.monotonic()
+        with self._cond:
+            if status.state is TaskState.AWAITING_APPROVAL:
+                wait = min(max(status.expires_at - time.time(), 0.0), MAX_APPROVAL_WAIT)
+                self._held[slot] = now + wait + round_timeout
+            else:
+                self._approved.add(slot)
+                self._held[slot] = now + round_timeout
+            awaiting = len(self._held.keys() - self._approved)
+            approved = len(self._approved)
+            self._cond.notify_all()
+        log.info(
+            "job %s: node %s %s",
+            self.job_id,
+            session.name,
+            "awaits its operator's approval"
+            if status.state is TaskState.AWAITING_APPROVAL
+            else "approved its task",
+        )
+        if on_progress is not None:
+            on_progress(
+                "approved" if awaiting == 0 else "awaiting_approval",
+                approved,
+                approved + awaiting,
+            )
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """True while some node's task still awaits its operator's approval."""
+        with self._cond:
+            return bool(self._held.keys() - self._approved)
+
+    def _deadline(self, deadline: float, waiting: Iterable[int]) -> float:
+        """``deadline``, pushed back for the awaited slots whose tasks await approval."""
+        return max([deadline, *(self._held.get(s, deadline) for s in waiting)])
 
     def fail(self, error: FederationError) -> None:
         """Abort the run (e.g. a node refused its task); the first error wins."""

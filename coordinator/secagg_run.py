@@ -23,6 +23,7 @@ from federation.messages import (
     SecAggSetup,
     SecAggToNode,
     TaskAssignment,
+    TaskStatus,
 )
 from federation.protocols.secagg import CoordinatorSecAgg, SecAggParams, SecAggResult, Stage
 
@@ -60,6 +61,10 @@ class SecAggRun(Run):
         self._dp = dp
 
     # --- called from node stream threads ------------------------------------
+
+    def status(self, session: NodeSession, status: TaskStatus) -> None:
+        """A node's task awaits approval or was approved (see :meth:`Run.task_status`)."""
+        self.task_status(session, status, self._round_timeout, self._on_progress)
 
     def deliver(self, session: NodeSession, message: SecAggNodeRound) -> None:
         """A node's protocol message; its sender slot comes from the session, not the wire."""
@@ -130,7 +135,7 @@ class SecAggRun(Run):
                 waiting = self._machine.expected() - self._lost
                 if self._machine.complete() or not waiting:
                     break
-                remaining = deadline - time.monotonic()
+                remaining = self._deadline(deadline, waiting) - time.monotonic()
                 if remaining <= 0:
                     log.warning(
                         "job %s: %s round deadline passed; %d node(s) silent",

@@ -36,6 +36,7 @@ from federation.messages import (
     Registration,
     SecAggFromNode,
     TaskFailure,
+    TaskStatus,
 )
 from federation.transport.backend import Outbox
 from federation.transport.server import CoordinatorServer, start_coordinator_server
@@ -113,7 +114,7 @@ class Coordinator:
         session.last_seen = now  # any message shows the node alive, not only heartbeats
         if isinstance(message, Heartbeat):
             self.directory.heartbeat(session, now, message.budgets)
-        elif isinstance(message, (SecAggFromNode, EncryptedShare, TaskFailure)):
+        elif isinstance(message, (SecAggFromNode, EncryptedShare, TaskFailure, TaskStatus)):
             self.jobs.route(session, message)
         else:
             raise ProtocolError(f"unexpected {type(message).__name__} on a registered stream")

@@ -20,7 +20,7 @@ from typing import Any
 
 from coordinator.audit import AuditTrail
 from federation.errors import UnknownJobError
-from federation.messages import ErrorInfo, JobRecord, JobStatus, Protocol
+from federation.messages import ErrorInfo, JobRecord, JobStatus, Protocol, TaskStatus
 from federation.policy import DEFAULT_POLICY, Policy
 from federation.schema import DatasetSchema
 from federation.table import ColumnKind, ResultTable, paused_gc
@@ -262,6 +262,27 @@ class Store:
         )
         self.audit.record("job_planned", job=job_id, dataset=dataset, nodes=selected)
 
+    def record_task_status(self, status: TaskStatus, node: str, *, awaiting: bool) -> None:
+        """Record a node's approval step; the job shows as awaiting approval while any
+        node's task does (a finished job keeps its outcome)."""
+        job_status = JobStatus.AWAITING_APPROVAL if awaiting else JobStatus.RUNNING
+        self._write(
+            "UPDATE jobs SET status = ? WHERE job_id = ? AND status IN (?, ?)",
+            (
+                job_status.value,
+                status.job_id,
+                JobStatus.RUNNING.value,
+                JobStatus.AWAITING_APPROVAL.value,
+            ),
+        )
+        self.audit.record(
+            "task_approval",
+            job=status.job_id,
+            node=node,
+            state=status.state.value,
+            request=status.request_id,
+        )
+
     def record_job_succeeded(
         self, job_id: str, table: ResultTable, contributing: int, finished_at: float
     ) -> None:
@@ -309,13 +330,14 @@ class Store:
         with self._lock:
             cur = self._db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, error_code = ?, error_message = ? "
-                "WHERE status = ?",
+                "WHERE status IN (?, ?)",
                 (
                     JobStatus.FAILED.value,
                     time.time(),
                     "protocol_error",
                     reason,
                     JobStatus.RUNNING.value,
+                    JobStatus.AWAITING_APPROVAL.value,
                 ),
             )
             return cur.rowcount

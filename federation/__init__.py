@@ -11,6 +11,8 @@ only as secure aggregates.
 
 from federation._version import __version__
 from federation.errors import (
+    ApprovalDeniedError,
+    ApprovalExpiredError,
     ConfigError,
     CoordinatorUnavailableError,
     DataError,
@@ -42,6 +44,8 @@ from federation.simulation import simulate
 from federation.table import ColumnKind, ResultTable
 
 __all__ = [
+    "ApprovalDeniedError",
+    "ApprovalExpiredError",
     "Classification",
     "Client",
     "Column",

@@ -21,7 +21,9 @@ changes meaning) and a gRPC status that the transport edge maps it to::
     │   └── RoundDeadlineError            round_deadline        DEADLINE_EXCEEDED
     ├── NodeTaskError                     node_task_failed      FAILED_PRECONDITION
     ├── PolicyViolationError              policy_violation      PERMISSION_DENIED
-    │   └── DisclosureControlError        disclosure_control    FAILED_PRECONDITION
+    │   ├── DisclosureControlError        disclosure_control    FAILED_PRECONDITION
+    │   ├── ApprovalDeniedError           approval_denied       PERMISSION_DENIED
+    │   └── ApprovalExpiredError          approval_expired      DEADLINE_EXCEEDED
     ├── MessageTooLargeError              message_too_large     RESOURCE_EXHAUSTED
     ├── UnknownJobError                   unknown_job           NOT_FOUND
     ├── CoordinatorUnavailableError       unavailable           UNAVAILABLE
@@ -35,6 +37,8 @@ any party.
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalDeniedError",
+    "ApprovalExpiredError",
     "ConfigError",
     "CoordinatorUnavailableError",
     "DataError",
@@ -178,6 +182,18 @@ class DisclosureControlError(PolicyViolationError):
     suppression cannot be enforced); the message names the rule."""
 
     code = "disclosure_control"
+
+
+class ApprovalDeniedError(PolicyViolationError):
+    """A data holder's operator denied a task of the job; the message carries the reason."""
+
+    code = "approval_denied"
+
+
+class ApprovalExpiredError(PolicyViolationError):
+    """A task waiting for a data holder's manual approval got no answer in time."""
+
+    code = "approval_expired"
 
 
 class MessageTooLargeError(FederationError):

@@ -68,6 +68,8 @@ __all__ = [
     "TaskAssignment",
     "TaskCancelled",
     "TaskFailure",
+    "TaskState",
+    "TaskStatus",
 ]
 
 PROTOCOL_VERSION = 1
@@ -94,6 +96,8 @@ class JobStatus(enum.Enum):
     """Lifecycle of a job as recorded by the coordinator."""
 
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    """A node's task waits for its operator's manual approval."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -248,7 +252,30 @@ class SecAggToNode:
     message: SecAggCoordinatorRound
 
 
-NodeToCoordinator = Registration | Heartbeat | TaskFailure | SecAggFromNode | EncryptedShare
+class TaskState(enum.Enum):
+    """Where a node's task stands before the node takes part in the protocol."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    """The dataset's policy wants a person's approval; the task waits at the node."""
+    APPROVED = "approved"
+    """The node's operator approved the task; the node now takes part."""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A node's word on its task before it takes part (manual approval)."""
+
+    job_id: str
+    state: TaskState
+    request_id: str = ""
+    """The node's approval request id, which its operator approves or denies."""
+    expires_at: float = 0.0
+    """When the request expires unanswered (Unix seconds, node clock)."""
+
+
+NodeToCoordinator = (
+    Registration | Heartbeat | TaskFailure | TaskStatus | SecAggFromNode | EncryptedShare
+)
 CoordinatorToNode = Registered | TaskAssignment | SecAggToNode | TaskCancelled
 
 

@@ -28,6 +28,7 @@ The policy itself (TOML ``[dataset.policy]``)::
     min_query_set_size = 10    # the node refuses when 0 < its WHERE rows < 10
     allowed_statistics = ["count", "sum", "avg", "var_samp", "stddev_samp"]
     approval = "automatic"     # automatic | manual
+    approval_timeout = 86400   # seconds an unanswered approval request stays open
     dp_epsilon = 1.0           # DP budget per analyst (zCDP; enforced by the node)
     dp_delta = 1e-6
 
@@ -77,8 +78,9 @@ class ApprovalMode(enum.Enum):
     AUTOMATIC = "automatic"
     """Every query the policy allows runs without a person in the loop."""
     MANUAL = "manual"
-    """Every query needs an approval. Approvals are not implemented in this release,
-    so a node with this mode refuses every task (rule ``approval_required``)."""
+    """Every task the policy allows waits at the node until its operator approves it
+    (``federation node approve ID``) or denies it (``deny ID --reason``); a request
+    unanswered for ``approval_timeout`` seconds expires (:mod:`nodes.approvals`)."""
 
 
 class PolicyRule(enum.Enum):
@@ -99,6 +101,7 @@ _KEYS = frozenset(
         "min_query_set_size",
         "allowed_statistics",
         "approval",
+        "approval_timeout",
         "dp_epsilon",
         "dp_delta",
     }
@@ -119,6 +122,8 @@ class Policy:
         allowed_statistics: The aggregate functions a query may use (names from
             :data:`STATISTICS`), sorted.
         approval: Whether each query needs a person's approval.
+        approval_timeout: Seconds an unanswered approval request stays open before it
+            expires (the job then fails, naming the expiry), > 0.
         dp_epsilon: The differential-privacy budget of each analyst on this dataset
             (epsilon, > 0), converted with ``dp_delta`` to a zCDP budget
             (:attr:`dp_rho`) that DP queries spend (:mod:`federation.dp`).
@@ -130,6 +135,7 @@ class Policy:
     min_query_set_size: int = 1
     allowed_statistics: tuple[str, ...] = tuple(sorted(STATISTICS))
     approval: ApprovalMode = ApprovalMode.AUTOMATIC
+    approval_timeout: float = 86400.0
     dp_epsilon: float = 1.0
     dp_delta: float = 1e-6
 
@@ -153,6 +159,17 @@ class Policy:
         object.__setattr__(self, "allowed_statistics", tuple(sorted(names)))
         if not isinstance(self.approval, ApprovalMode):
             raise ConfigError("policy: approval must be an ApprovalMode")
+        timeout = self.approval_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigError(
+                f"policy: approval_timeout must be a number of seconds > 0, got {timeout!r}"
+            )
+        object.__setattr__(self, "approval_timeout", float(timeout))
         eps = self.dp_epsilon
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
             raise ConfigError(f"policy: dp_epsilon must be a finite number > 0, got {eps!r}")
@@ -200,6 +217,7 @@ class Policy:
             "min_query_set_size": self.min_query_set_size,
             "allowed_statistics": list(self.allowed_statistics),
             "approval": self.approval.value,
+            "approval_timeout": self.approval_timeout,
             "dp_epsilon": self.dp_epsilon,
             "dp_delta": self.dp_delta,
         }
@@ -246,6 +264,7 @@ class Policy:
                 min_query_set_size=data.get("min_query_set_size", base.min_query_set_size),
                 allowed_statistics=tuple(stats),
                 approval=approval,
+                approval_timeout=data.get("approval_timeout", base.approval_timeout),
                 dp_epsilon=data.get("dp_epsilon", base.dp_epsilon),
                 dp_delta=data.get("dp_delta", base.dp_delta),
             )
@@ -289,7 +308,8 @@ quantiles need exact small bucket counts; data holders set them explicitly.
 def strictest(policies: Iterable[Policy]) -> Policy:
     """The policy that satisfies all of ``policies`` (what a job over these nodes obeys):
     the largest minimum sizes, the common statistics (possibly none), the smallest
-    budget, manual approval if any node wants it.
+    budget, manual approval if any node wants it (and the longest approval timeout: the
+    job waits for its slowest approver).
 
     Raises:
         ValueError: ``policies`` is empty.
@@ -306,6 +326,7 @@ def strictest(policies: Iterable[Policy]) -> Policy:
         min_query_set_size=max(p.min_query_set_size for p in items),
         allowed_statistics=tuple(common),
         approval=ApprovalMode.MANUAL if manual else ApprovalMode.AUTOMATIC,
+        approval_timeout=max(p.approval_timeout for p in items),
         dp_epsilon=min(p.dp_epsilon for p in items),
         dp_delta=min(p.dp_delta for p in items),
     )

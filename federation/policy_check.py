@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from federation.encoding import DIGIT_BITS
 from federation.errors import DisclosureControlError, PolicyViolationError
-from federation.policy import ApprovalMode, Policy, PolicyRule
+from federation.policy import Policy, PolicyRule
 from federation.query.bind import BoundQuery
 from federation.query.expr import columns_of
 from federation.query.groups import key_columns
@@ -91,7 +91,8 @@ def statistics_used(bound: BoundQuery) -> list[str]:
 
 
 def check_query(bound: BoundQuery, policy: Policy, *, dp: bool = False) -> None:
-    """Refuse a query the policy does not allow (column levels, statistics, approval).
+    """Refuse a query the policy does not allow (column levels, statistics); a manual
+    approval, if the policy wants one, comes after these checks (:mod:`nodes.approvals`).
 
     Args:
         bound: The query, bound to the node's schema.
@@ -103,7 +104,6 @@ def check_query(bound: BoundQuery, policy: Policy, *, dp: bool = False) -> None:
         PolicyViolationError: a restricted column is used anywhere; a confidential
             column is used without differential privacy; a statistic outside
             ``allowed_statistics`` is used.
-        DisclosureControlError: the policy requires approvals (not available yet).
     """
     name = bound.schema.name
     for column, places in column_uses(bound).items():
@@ -127,11 +127,6 @@ def check_query(bound: BoundQuery, policy: Policy, *, dp: bool = False) -> None:
             f"{_rule(PolicyRule.STATISTIC_NOT_ALLOWED)}: dataset {name!r} does not allow "
             f"{', '.join(s.upper() for s in refused)}; it allows "
             f"{', '.join(s.upper() for s in policy.allowed_statistics) or 'no statistic'}"
-        )
-    if policy.approval is ApprovalMode.MANUAL:
-        raise DisclosureControlError(
-            f"{_rule(PolicyRule.APPROVAL_REQUIRED)}: every query on dataset {name!r} needs "
-            "the data holder's approval, and approvals are not available in this release"
         )
 
 

@@ -27,6 +27,7 @@ from federation.messages import (
     TaskFailure,
 )
 from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
+from nodes.approvals import APPROVALS_FILE, ApprovalBook
 from nodes.budget import LEDGER_FILE, BudgetLedger, NodeBudgets
 from nodes.config import NodeConfig
 from nodes.datasets import LocalData
@@ -76,6 +77,11 @@ class NodeAgent:
                 lambda: tuple(s.name for s in self.data.schemas),
                 on_charge=self._report_budgets,
             )
+        self.approvals: ApprovalBook | None = None
+        """Tasks awaiting the operator's approval (None without a state_dir: a dataset
+        with manual approval then refuses every task)."""
+        if config.state_dir is not None:
+            self.approvals = ApprovalBook(config.state_dir / APPROVALS_FILE)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -231,6 +237,7 @@ class NodeAgent:
                     die_at=self._die_at,
                     die=self.kill,
                     budgets=self.budgets,
+                    approvals=self.approvals,
                 )
             else:
                 task = SecAggTask(
@@ -241,6 +248,7 @@ class NodeAgent:
                     die_at=self._die_at,
                     die=self.kill,
                     budgets=self.budgets,
+                    approvals=self.approvals,
                 )
             self._tasks[assignment.job_id] = task
         log.info(

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import ConfigError
-from federation.policy import DEFAULT_POLICY, Policy
+from federation.policy import DEFAULT_POLICY, ApprovalMode, Policy
 from federation.schema import Column, DatasetSchema
 
 __all__ = [
@@ -191,6 +191,12 @@ def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
     if not isinstance(datasets_raw, list):
         raise ConfigError("node config: datasets are declared as [[dataset]] tables")
     datasets = tuple(_dataset(d, base, i) for i, d in enumerate(datasets_raw))
+    manual = [d.schema.name for d in datasets if d.policy.approval is ApprovalMode.MANUAL]
+    if manual and state_dir is None:
+        raise ConfigError(
+            f"dataset(s) {manual} need manual approval, which keeps its requests in the "
+            "node's state directory: set state_dir in [node]"
+        )
     names = [d.schema.name for d in datasets]
     if len(set(names)) != len(names):
         raise ConfigError(f"node config: a dataset name is declared twice in {names}")

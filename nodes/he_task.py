@@ -18,12 +18,14 @@ from federation.errors import ProtocolError
 from federation.messages import EncryptedShare, TaskAssignment
 from federation.protocols.he import SumSpec, mask_values
 from federation.protocols.he.registry import scheme
+from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 from nodes.task import (
     Die,
     DropoutStage,
     Send,
+    await_approval,
     bind_assignment,
     compute_checked,
     prepare_dp,
@@ -48,9 +50,11 @@ class HETask:
         die_at: DropoutStage | None = None,
         die: Die | None = None,
         budgets: NodeBudgets | None = None,
+        approvals: ApprovalBook | None = None,
     ) -> None:
         self.job_id = assignment.job_id
         self._budgets = budgets
+        self._approvals = approvals
         self._assignment = assignment
         self._data = data
         self._send = send
@@ -127,6 +131,9 @@ class HETask:
             )
         he = scheme(a.protocol.value)
         he.check_public_key(setup.public_key)
+        await_approval(
+            a, bound, self._data, self._approvals, send=self._send, cancelled=self._cancelled
+        )
         # Every node's zero-sum masks need all of them: the sum has all parties' noise.
         noise = prepare_dp(a, bound, self._budgets, setup.parties, setup.parties)
         started = time.perf_counter()

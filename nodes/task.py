@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from federation.dp.mechanism import NoisePlan, add_node_noise, clipped_relation, dp_fields
+from federation.dp.report import ANONYMOUS
 from federation.errors import (
     DisclosureControlError,
     FederationError,
@@ -32,7 +33,10 @@ from federation.messages import (
     SecAggFromNode,
     TaskAssignment,
     TaskFailure,
+    TaskState,
+    TaskStatus,
 )
+from federation.policy import ApprovalMode
 from federation.policy_check import check_query_set, check_task, local_query_set_size
 from federation.protocols.secagg import (
     KeyRoster,
@@ -42,12 +46,14 @@ from federation.protocols.secagg import (
     UnmaskRequest,
 )
 from federation.query import BoundQuery, bind_query, compute_local, parse_query
+from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 
 __all__ = [
     "DropoutStage",
     "SecAggTask",
+    "await_approval",
     "bind_assignment",
     "compute_checked",
     "prepare_dp",
@@ -114,6 +120,58 @@ def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: 
     if assignment.dp is not None:
         dp_fields(bound)  # refuse a query DP cannot answer before anything else
     return bound
+
+
+def await_approval(
+    assignment: TaskAssignment,
+    bound: BoundQuery,
+    data: LocalData,
+    approvals: ApprovalBook | None,
+    *,
+    send: Send,
+    cancelled: threading.Event,
+) -> None:
+    """When the dataset's policy wants a person's approval: open a request in the node's
+    approval book, tell the coordinator the task waits, and block until the operator
+    decides. Runs after the policy checks and before any budget is charged or row read.
+
+    Raises:
+        ApprovalDeniedError, ApprovalExpiredError: the operator denied the task, or
+            nobody answered within the policy's ``approval_timeout``.
+        DisclosureControlError: the node keeps no state directory for its requests.
+    """
+    policy = data.policy(assignment.dataset)
+    if policy.approval is not ApprovalMode.MANUAL:
+        return
+    if approvals is None:
+        raise DisclosureControlError(
+            f"dataset {assignment.dataset!r} needs manual approval but this node has no "
+            "state_dir to keep approval requests in; it refuses the task"
+        )
+    dp = assignment.dp
+    request = approvals.request(
+        job_id=assignment.job_id,
+        dataset=assignment.dataset,
+        analyst=dp.analyst if dp is not None else ANONYMOUS,
+        protocol=assignment.protocol.value,
+        sql=assignment.sql,
+        computation=bound.canonical_sql,
+        epsilon=dp.epsilon if dp is not None else 0.0,
+        timeout=policy.approval_timeout,
+    )
+    log.warning(
+        "job %s: task on dataset %s awaits approval: federation node approve %s",
+        assignment.job_id,
+        assignment.dataset,
+        request.request_id,
+    )
+    status = TaskStatus(
+        assignment.job_id, TaskState.AWAITING_APPROVAL, request.request_id, request.expires_at
+    )
+    send(status)
+    approvals.wait(request.request_id, cancelled=cancelled)
+    log.info("job %s: approved (request %s)", assignment.job_id, request.request_id)
+    send(dataclasses.replace(status, state=TaskState.APPROVED))
 
 
 def prepare_dp(
@@ -197,9 +255,12 @@ class SecAggTask:
         die_at: DropoutStage | None = None,
         die: Die | None = None,
         budgets: NodeBudgets | None = None,
+        approvals: ApprovalBook | None = None,
     ) -> None:
         self.job_id = assignment.job_id
         self._budgets = budgets
+        self._approvals = approvals
+        self._cancelled = threading.Event()
         self._assignment = assignment
         self._data = data
         self._send = send
@@ -224,6 +285,7 @@ class SecAggTask:
 
     def cancel(self) -> None:
         """Stop taking part; any state for the job is dropped."""
+        self._cancelled.set()
         self._inbox.put(None)
 
     # --- the task thread --------------------------------------------------------
@@ -276,6 +338,14 @@ class SecAggTask:
         setup = self._assignment.secagg
         if setup is None:  # pragma: no cover - checked in _bind
             raise ProtocolError("a secure-aggregation task arrived without its setup")
+        await_approval(
+            self._assignment,
+            bound,
+            self._data,
+            self._approvals,
+            send=self._send,
+            cancelled=self._cancelled,
+        )
         params = SecAggParams(
             job_id=self.job_id,
             slots=setup.slots,

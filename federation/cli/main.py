@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from federation.cli import approvals as approvals_cli
 from federation.cli import audit as audit_cli
 from federation.errors import FederationError
 
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--heartbeat", type=float, default=5.0, help="node heartbeat seconds")
 
-    node = sub.add_parser("node", help="run a node agent")
+    node = sub.add_parser("node", help="run a node agent; decide tasks awaiting approval")
     node_sub = node.add_subparsers(dest="action", required=True, metavar="ACTION")
     nserve = node_sub.add_parser("serve", help="serve the datasets of a node config")
     nserve.add_argument("--config", required=True, metavar="NODE.toml", help="node config file")
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["before_keys", "after_keys", "after_shares", "after_upload"],
         help=argparse.SUPPRESS,
     )
+    approvals_cli.add_parsers(node_sub)
 
     ds = sub.add_parser("datasets", help="list the directory of datasets")
     _add_coordinator_arg(ds)
@@ -152,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "demo": commands.demo,
         "coordinator": commands.coordinator_serve,
-        "node": commands.node_serve,
+        "node": lambda a: commands.node_serve(a) if a.action == "serve" else approvals_cli.run(a),
         "datasets": commands.datasets,
         "nodes": commands.nodes,
         "query": commands.query,

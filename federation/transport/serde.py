@@ -133,6 +133,7 @@ def policy_to_proto(policy: Policy) -> common_pb2.DatasetPolicy:
         min_query_set_size=policy.min_query_set_size,
         allowed_statistics=list(policy.allowed_statistics),
         approval=policy.approval.value,
+        approval_timeout=policy.approval_timeout,
         dp_epsilon=policy.dp_epsilon,
         dp_delta=policy.dp_delta,
     )
@@ -151,6 +152,7 @@ def policy_from_proto(msg: common_pb2.DatasetPolicy) -> Policy:
         min_query_set_size=max(int(msg.min_query_set_size), 1),
         allowed_statistics=tuple(msg.allowed_statistics),
         approval=approval,
+        approval_timeout=msg.approval_timeout or DEFAULT_POLICY.approval_timeout,
         dp_epsilon=msg.dp_epsilon,
         dp_delta=msg.dp_delta,
     )

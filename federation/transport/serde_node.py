@@ -25,6 +25,8 @@ from federation.messages import (
     TaskAssignment,
     TaskCancelled,
     TaskFailure,
+    TaskState,
+    TaskStatus,
 )
 from federation.protocols.secagg.messages import (
     KeyAdvertisement,
@@ -215,6 +217,15 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
                 job_id=message.job_id, error=error_to_proto(message.error)
             )
         )
+    elif isinstance(message, TaskStatus):
+        yield node_pb2.NodeMessage(
+            task_status=node_pb2.TaskStatus(
+                job_id=message.job_id,
+                state=message.state.value,
+                request_id=message.request_id,
+                expires_at=message.expires_at,
+            )
+        )
     elif isinstance(message, SecAggFromNode):
         yield from _secagg_node_to_proto(message)
     elif isinstance(message, EncryptedShare):
@@ -293,6 +304,15 @@ def node_message_from_proto(
     if which == "task_failed":
         return TaskFailure(
             job_id=msg.task_failed.job_id, error=error_from_proto(msg.task_failed.error)
+        )
+    if which == "task_status":
+        st = msg.task_status
+        try:
+            state = TaskState(st.state)
+        except ValueError:
+            raise ProtocolError(f"unknown task state {st.state!r} from a node") from None
+        return TaskStatus(
+            job_id=st.job_id, state=state, request_id=st.request_id, expires_at=st.expires_at
         )
     if which == "secagg":
         return _secagg_node_from_proto(msg.secagg)

@@ -45,6 +45,8 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     errors.NodeTaskError.code: _S.FAILED_PRECONDITION,
     errors.PolicyViolationError.code: _S.PERMISSION_DENIED,
     errors.DisclosureControlError.code: _S.FAILED_PRECONDITION,
+    errors.ApprovalDeniedError.code: _S.PERMISSION_DENIED,
+    errors.ApprovalExpiredError.code: _S.DEADLINE_EXCEEDED,
     errors.MessageTooLargeError.code: _S.RESOURCE_EXHAUSTED,
     errors.UnknownJobError.code: _S.NOT_FOUND,
     errors.CoordinatorUnavailableError.code: _S.UNAVAILABLE,

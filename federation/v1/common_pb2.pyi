@@ -105,6 +105,7 @@ class DatasetPolicy(_message.Message):
     APPROVAL_FIELD_NUMBER: _builtins.int
     DP_EPSILON_FIELD_NUMBER: _builtins.int
     DP_DELTA_FIELD_NUMBER: _builtins.int
+    APPROVAL_TIMEOUT_FIELD_NUMBER: _builtins.int
     min_cell_size: _builtins.int
     """groups with 0 < rows < this are suppressed"""
     min_query_set_size: _builtins.int
@@ -113,6 +114,8 @@ class DatasetPolicy(_message.Message):
     """automatic | manual"""
     dp_epsilon: _builtins.float
     dp_delta: _builtins.float
+    approval_timeout: _builtins.float
+    """seconds a manual-approval request stays open"""
     @_builtins.property
     def allowed_statistics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """count, sum, avg, ..."""
@@ -126,10 +129,11 @@ class DatasetPolicy(_message.Message):
         approval: _builtins.str = ...,
         dp_epsilon: _builtins.float = ...,
         dp_delta: _builtins.float = ...,
+        approval_timeout: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_statistics", b"allowed_statistics", "approval", b"approval", "dp_delta", b"dp_delta", "dp_epsilon", b"dp_epsilon", "min_cell_size", b"min_cell_size", "min_query_set_size", b"min_query_set_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_statistics", b"allowed_statistics", "approval", b"approval", "approval_timeout", b"approval_timeout", "dp_delta", b"dp_delta", "dp_epsilon", b"dp_epsilon", "min_cell_size", b"min_cell_size", "min_query_set_size", b"min_query_set_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,6 +31,7 @@ class NodeMessage(_message.Message):
     TASK_FAILED_FIELD_NUMBER: _builtins.int
     SECAGG_FIELD_NUMBER: _builtins.int
     ENCRYPTED_SHARE_FIELD_NUMBER: _builtins.int
+    TASK_STATUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """must be the first message of a stream"""
@@ -43,6 +44,8 @@ class NodeMessage(_message.Message):
     def secagg(self) -> Global___SecAggNodeMessage: ...
     @_builtins.property
     def encrypted_share(self) -> Global___EncryptedShare: ...
+    @_builtins.property
+    def task_status(self) -> Global___TaskStatus: ...
     def __init__(
         self,
         *,
@@ -51,16 +54,50 @@ class NodeMessage(_message.Message):
         task_failed: Global___TaskFailed | None = ...,
         secagg: Global___SecAggNodeMessage | None = ...,
         encrypted_share: Global___EncryptedShare | None = ...,
+        task_status: Global___TaskStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed", "task_status", b"task_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed", "task_status", b"task_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "heartbeat", "task_failed", "secagg", "encrypted_share"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "heartbeat", "task_failed", "secagg", "encrypted_share", "task_status"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___NodeMessage: _TypeAlias = NodeMessage  # noqa: Y015
+
+@_typing.final
+class TaskStatus(_message.Message):
+    """Where a node's task stands before it takes part (manual approval at the node)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    state: _builtins.str
+    """awaiting_approval | approved"""
+    request_id: _builtins.str
+    """the node's approval request id (for its operator)"""
+    expires_at: _builtins.float
+    """when an unanswered request expires (node clock, Unix seconds)"""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        expires_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "job_id", b"job_id", "request_id", b"request_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskStatus: _TypeAlias = TaskStatus  # noqa: Y015
 
 @_typing.final
 class EncryptedShare(_message.Message):

@@ -104,6 +104,8 @@ def test_round_trips_through_dict_and_json() -> None:
         ({"allowed_statistics": "count"}, "must be a list"),
         ({"allowed_statistics": ["count", "count"]}, "twice"),
         ({"approval": "sometimes"}, "approval must be one of"),
+        ({"approval_timeout": 0}, "approval_timeout must be a number of seconds > 0"),
+        ({"approval_timeout": "1h"}, "approval_timeout"),
         ({"min_cell": 5}, "unknown key"),
     ],
 )
@@ -229,9 +231,14 @@ def test_statistics_outside_the_policy_are_refused() -> None:
         check_query(_bind("SELECT COUNT(*) FROM t HAVING SUM(x) > 1"), policy)
 
 
-def test_manual_approval_refuses_until_approvals_exist() -> None:
-    with pytest.raises(DisclosureControlError, match="approval_required"):
-        check_query(_bind("SELECT COUNT(*) FROM t"), Policy(approval=ApprovalMode.MANUAL))
+def test_manual_approval_passes_the_query_checks_and_waits_at_the_node() -> None:
+    # The rules still apply; the approval itself happens later, at the node.
+    check_query(_bind("SELECT COUNT(*) FROM t"), Policy(approval=ApprovalMode.MANUAL))
+    with pytest.raises(PolicyViolationError, match="statistic_not_allowed"):
+        check_query(
+            _bind("SELECT SUM(x) FROM t"),
+            Policy(approval=ApprovalMode.MANUAL, allowed_statistics=("count",)),
+        )
 
 
 def test_task_checks_the_announced_cell_size_and_the_protocol() -> None:
@@ -315,9 +322,13 @@ def test_finalize_suppresses_groups_below_the_minimum_cell_size() -> None:
 def test_strictest_combines_node_policies() -> None:
     a = Policy(min_cell_size=3, allowed_statistics=("count", "avg", "sum"), dp_epsilon=2.0)
     b = Policy(
-        min_query_set_size=7, allowed_statistics=("count", "avg"), approval=ApprovalMode.MANUAL
+        min_query_set_size=7,
+        allowed_statistics=("count", "avg"),
+        approval=ApprovalMode.MANUAL,
+        approval_timeout=60.0,
     )
     s = strictest([a, b])
+    assert s.approval_timeout == a.approval_timeout  # the longest wait of the two
     assert (s.min_cell_size, s.min_query_set_size) == (3, 7)
     assert s.allowed_statistics == ("avg", "count")
     assert s.approval is ApprovalMode.MANUAL
