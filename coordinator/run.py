@@ -10,15 +10,13 @@ from collections.abc import Callable, Iterable, Sequence
 from coordinator.directory import NodeSession
 from federation.errors import FederationError
 from federation.messages import ErrorInfo, TaskCancelled, TaskState, TaskStatus
+from federation.policy import MAX_APPROVAL_WAIT
 
-__all__ = ["MAX_APPROVAL_WAIT", "ProgressCallback", "Run"]
+__all__ = ["ProgressCallback", "Run"]
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
-
-MAX_APPROVAL_WAIT = 7 * 86400.0
-"""The longest a job waits for a node's manual approval, whatever the node announces."""
 
 
 class Run:

@@ -59,6 +59,7 @@ from federation.schema import Classification, DatasetSchema
 
 __all__ = [
     "DEFAULT_POLICY",
+    "MAX_APPROVAL_WAIT",
     "STATISTICS",
     "ApprovalMode",
     "Policy",
@@ -70,6 +71,11 @@ STATISTICS: tuple[str, ...] = (*(f.value for f in AggregateFunction), "min", "ma
 """Names ``allowed_statistics`` may list: the SQL aggregates (quantiles are computed by
 the SDK from bucket counts, so they need ``count``), and ``min``/``max`` (refused by
 the query language today: they reveal a single record)."""
+
+
+MAX_APPROVAL_WAIT = 7 * 86400.0
+"""The longest ``approval_timeout`` a policy may set, and the longest any job waits for
+a node's approval (the coordinator caps what a node announces)."""
 
 
 class ApprovalMode(enum.Enum):
@@ -164,10 +170,11 @@ class Policy:
             isinstance(timeout, bool)
             or not isinstance(timeout, (int, float))
             or not math.isfinite(timeout)
-            or timeout <= 0
+            or not 0 < timeout <= MAX_APPROVAL_WAIT
         ):
             raise ConfigError(
-                f"policy: approval_timeout must be a number of seconds > 0, got {timeout!r}"
+                "policy: approval_timeout must be a number of seconds > 0 and at most "
+                f"{MAX_APPROVAL_WAIT:.0f} (7 days), got {timeout!r}"
             )
         object.__setattr__(self, "approval_timeout", float(timeout))
         eps = self.dp_epsilon

@@ -36,7 +36,7 @@ from federation.messages import (
     TaskState,
     TaskStatus,
 )
-from federation.policy import ApprovalMode
+from federation.policy import MAX_APPROVAL_WAIT, ApprovalMode
 from federation.policy_check import check_query_set, check_task, local_query_set_size
 from federation.protocols.secagg import (
     KeyRoster,
@@ -294,14 +294,18 @@ class SecAggTask:
         try:
             self._start_protocol()
             timeout = self._assignment.round_timeout * 2 + 5.0
+            # The first round may wait for another node's manual approval: that long
+            # too. A job that fails or a stream that ends cancels the task sooner.
+            first = timeout + MAX_APPROVAL_WAIT
             while self._machine is not None:
                 try:
-                    message = self._inbox.get(timeout=timeout)
+                    message = self._inbox.get(timeout=first)
+                    first = timeout
                 except queue.Empty:
                     log.warning(
                         "job %s: no word from the coordinator for %.0f s; giving up",
                         self.job_id,
-                        timeout,
+                        first,
                     )
                     return
                 if message is None:

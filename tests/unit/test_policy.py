@@ -106,6 +106,7 @@ def test_round_trips_through_dict_and_json() -> None:
         ({"approval": "sometimes"}, "approval must be one of"),
         ({"approval_timeout": 0}, "approval_timeout must be a number of seconds > 0"),
         ({"approval_timeout": "1h"}, "approval_timeout"),
+        ({"approval_timeout": 8 * 86400}, "at most 604800"),
         ({"min_cell": 5}, "unknown key"),
     ],
 )
