@@ -22,7 +22,6 @@ from federation.messages import (
     HESetup,
     Protocol,
     TaskAssignment,
-    TaskStatus,
 )
 from federation.protocols.he import HEScheme, SumSpec
 
@@ -60,14 +59,14 @@ class HERun(Run):
                 f"node(s) {missing} registered no mask key; they cannot take part in "
                 "homomorphic jobs (upgrade their agents)"
             )
-        super().__init__(spec.job_id, sessions)
+        super().__init__(
+            spec.job_id, sessions, round_timeout=round_timeout, on_progress=on_progress
+        )
         self.protocol = protocol
         self.spec = spec
         self._scheme = scheme
         self._public_key = public_key
         self._shares: dict[int, bytes] = {}
-        self._round_timeout = round_timeout
-        self._on_progress = on_progress
         self._task = (dataset, sql, fingerprint)
         self._dp = dp
 
@@ -79,10 +78,6 @@ class HERun(Run):
         with self._cond:
             self._shares.setdefault(slot, ciphertext)
             self._cond.notify_all()
-
-    def status(self, session: NodeSession, status: TaskStatus) -> None:
-        """A node's task awaits approval or was approved (see :meth:`Run.task_status`)."""
-        self.task_status(session, status, self._round_timeout, self._on_progress)
 
     def run(self) -> bytes:
         """Assign tasks, collect every share, return the combined ciphertext."""

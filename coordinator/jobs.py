@@ -312,8 +312,8 @@ class JobManager:
                 run.fail(cls(f"node {session.name!r} refused the task: {message.error.message}"))
             return
         if isinstance(message, TaskStatus):
-            run.status(session, message)
-            self._store.record_task_status(message, session.name, awaiting=run.awaiting_approval)
+            awaiting = run.status(session, message)
+            self._store.record_task_status(message, session.name, awaiting=awaiting)
             return
         if isinstance(message, EncryptedShare) and isinstance(run, HERun):
             run.deliver(session, message.data)

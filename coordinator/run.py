@@ -26,8 +26,17 @@ class Run:
     on ``_cond`` and sees ``_lost`` and ``_failure``.
     """
 
-    def __init__(self, job_id: str, sessions: Sequence[NodeSession]) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        sessions: Sequence[NodeSession],
+        *,
+        round_timeout: float,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         self._run_job_id = job_id
+        self._round_timeout = round_timeout
+        self._on_progress = on_progress
         self._sessions = list(sessions)
         self._slot_of = {s.name: i for i, s in enumerate(self._sessions)}
         self._cond = threading.Condition()
@@ -63,28 +72,27 @@ class Run:
                 self._lost.add(self._slot_of[session.name])
                 self._cond.notify_all()
 
-    def task_status(
-        self,
-        session: NodeSession,
-        status: TaskStatus,
-        round_timeout: float,
-        on_progress: ProgressCallback | None,
-    ) -> None:
+    def status(self, session: NodeSession, status: TaskStatus) -> bool:
         """A node's task awaits its operator's approval, or was approved: the current
         round waits for that node until the request expires (at most
-        :data:`MAX_APPROVAL_WAIT`), then ``round_timeout`` more once approved."""
+        :data:`MAX_APPROVAL_WAIT`), then the round timeout more once approved.
+
+        Returns:
+            True while some node's task of this run still awaits approval.
+        """
         slot = self._slot_of_participant(session, "a task status")
         if slot is None:
-            return
+            with self._cond:
+                return self._awaiting() > 0
         now = time.monotonic()
         with self._cond:
             if status.state is TaskState.AWAITING_APPROVAL:
                 wait = min(max(status.expires_at - time.time(), 0.0), MAX_APPROVAL_WAIT)
-                self._held[slot] = now + wait + round_timeout
+                self._held[slot] = now + wait + self._round_timeout
             else:
                 self._approved.add(slot)
-                self._held[slot] = now + round_timeout
-            awaiting = len(self._held.keys() - self._approved)
+                self._held[slot] = now + self._round_timeout
+            awaiting = self._awaiting()
             approved = len(self._approved)
             self._cond.notify_all()
         log.info(
@@ -95,18 +103,17 @@ class Run:
             if status.state is TaskState.AWAITING_APPROVAL
             else "approved its task",
         )
-        if on_progress is not None:
-            on_progress(
+        if self._on_progress is not None:
+            self._on_progress(
                 "approved" if awaiting == 0 else "awaiting_approval",
                 approved,
                 approved + awaiting,
             )
+        return awaiting > 0
 
-    @property
-    def awaiting_approval(self) -> bool:
-        """True while some node's task still awaits its operator's approval."""
-        with self._cond:
-            return bool(self._held.keys() - self._approved)
+    def _awaiting(self) -> int:
+        """How many slots' tasks await approval (call holding ``_cond``)."""
+        return len(self._held.keys() - self._approved)
 
     def _deadline(self, deadline: float, waiting: Iterable[int]) -> float:
         """``deadline``, pushed back for the awaited slots whose tasks await approval."""

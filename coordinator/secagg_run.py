@@ -23,7 +23,6 @@ from federation.messages import (
     SecAggSetup,
     SecAggToNode,
     TaskAssignment,
-    TaskStatus,
 )
 from federation.protocols.secagg import CoordinatorSecAgg, SecAggParams, SecAggResult, Stage
 
@@ -50,21 +49,17 @@ class SecAggRun(Run):
     ) -> None:
         if len(sessions) != params.slots:
             raise ValueError("one session per slot is required")
-        super().__init__(params.job_id, sessions)
+        super().__init__(
+            params.job_id, sessions, round_timeout=round_timeout, on_progress=on_progress
+        )
         self.params = params
         self._machine = CoordinatorSecAgg(params)
-        self._round_timeout = round_timeout
-        self._on_progress = on_progress
         self._task = {"dataset": dataset, "sql": sql, "fingerprint": fingerprint}
         self.min_cell_size = min_cell_size
         """Announced to every node; the job's result suppresses groups below it."""
         self._dp = dp
 
     # --- called from node stream threads ------------------------------------
-
-    def status(self, session: NodeSession, status: TaskStatus) -> None:
-        """A node's task awaits approval or was approved (see :meth:`Run.task_status`)."""
-        self.task_status(session, status, self._round_timeout, self._on_progress)
 
     def deliver(self, session: NodeSession, message: SecAggNodeRound) -> None:
         """A node's protocol message; its sender slot comes from the session, not the wire."""
