@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from federation.audit.log import AuditLog
+from federation.audit.heads import SignedTreeHead
+from federation.audit.log import AuditLog, load_signer
+from federation.audit.merkle import leaf_hash
+from federation.audit.witness import HeadProof, InclusionProof, verify_receipt
 from federation.crypto.signing import Ed25519Signer
 
 __all__ = ["AuditTrail"]
@@ -29,26 +33,18 @@ __all__ = ["AuditTrail"]
 log = logging.getLogger(__name__)
 
 
-def _signer(key_path: Path) -> Ed25519Signer:
-    if key_path.exists():
-        return Ed25519Signer.from_private_bytes(key_path.read_bytes())
-    signer = Ed25519Signer.generate()
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(signer.export_private_bytes(unprotected=True))
-    return signer
-
-
 class AuditTrail:
     """Appends coordinator events to a signed, append-only log."""
 
     def __init__(self, database: str | Path) -> None:
         """Open the trail that belongs to the coordinator database ``database``."""
+        self._head_lock = threading.Lock()
+        self._head: SignedTreeHead | None = None
         if str(database) == ":memory:":
             self.log = AuditLog(":memory:", Ed25519Signer.generate())
         else:
             base = Path(database)
-            self.log = AuditLog(f"{base}.audit", _signer(Path(f"{base}.audit-key")))
+            self.log = AuditLog(f"{base}.audit", load_signer(Path(f"{base}.audit-key")))
 
     @property
     def public_key(self) -> bytes:
@@ -63,6 +59,39 @@ class AuditTrail:
             self.log.append(data)
         except Exception:  # pragma: no cover - disk full and the like
             log.exception("could not append the %s event to the audit log", event)
+
+    def accept_receipt(self, node: str, key: bytes, entry: bytes) -> tuple[bytes, int]:
+        """Append a node's signed receipt (once: a receipt sent again is found, not
+        duplicated); returns its leaf hash and index.
+
+        Raises:
+            AuditIntegrityError: Not a valid receipt of ``node`` signed with ``key``.
+        """
+        verify_receipt(entry, node, key)
+        leaf = leaf_hash(entry)
+        with self._head_lock:
+            found = self.log.find(leaf)
+            index = found[0] if found is not None else self.log.append(entry)
+        return leaf, index
+
+    def prove(self, from_size: int, receipts: Mapping[bytes, int]) -> HeadProof:
+        """The newest signed head (signed now if entries were added since the last),
+        consistent with a node's ``from_size``, with inclusion proofs for those of the
+        node's ``receipts`` (leaf hash -> index) that the head covers."""
+        with self._head_lock:
+            head = self._head
+            if head is None or head.size != self.log.size:
+                head = self._head = self.log.sign_head()
+        try:
+            consistency = tuple(self.log.consistency_proof(from_size, head.size))
+        except ValueError:  # the node saw more than this log holds: it will say so
+            consistency = ()
+        inclusions = tuple(
+            InclusionProof(leaf, index, tuple(self.log.inclusion_proof(index, head.size)))
+            for leaf, index in receipts.items()
+            if index < head.size
+        )
+        return HeadProof(head, self.log.public_key, from_size, consistency, inclusions)
 
     def seal(self) -> None:
         """Sign a tree head over everything recorded so far."""

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from coordinator.audit import AuditTrail
 from coordinator.store import NodeRow, Store
 from federation.dp.report import BudgetSpend
 from federation.errors import (
+    AuditIntegrityError,
     ConfigError,
     SchemaMismatchError,
     TooFewParticipantsError,
@@ -30,6 +32,7 @@ from federation.messages import (
     DatasetStatus,
     NodeInfo,
     Registration,
+    TaskAssignment,
 )
 from federation.policy import DEFAULT_POLICY, Policy, strictest
 from federation.schema import DatasetSchema
@@ -57,6 +60,39 @@ class NodeSession:
     """The node's declared policy per dataset (absent: the default policy)."""
     session_id: int = field(default_factory=lambda: next(_session_ids))
     online: bool = True
+    audit: AuditTrail | None = None
+    """The coordinator's log, which proves itself to the node with every task."""
+    audit_key: bytes = b""
+    """The key that signs the node's receipts."""
+    audit_size: int = 0
+    """The size of the last head sent to (or, at registration, accepted by) the node."""
+    audit_receipts: dict[bytes, int] = field(default_factory=dict)
+    """The node's receipts (leaf hash -> index) not yet proven to it."""
+    _assign_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def assign(self, task: TaskAssignment) -> None:
+        """Send a task, with the proof about the audit log the node is owed (per node in
+        order, so every proof extends the head sent before it)."""
+        with self._assign_lock:
+            if self.audit is not None:
+                proof = self.audit.prove(self.audit_size, self.audit_receipts)
+                task = dataclasses.replace(task, audit=proof)
+                self.audit_size = max(self.audit_size, proof.head.size)
+                for inclusion in proof.inclusions:
+                    self.audit_receipts.pop(inclusion.leaf, None)
+            self.outbox.put(task)
+
+    def receipt(self, entry: bytes) -> None:
+        """Append the node's signed receipt to the log; proven to it with its next task.
+
+        Raises:
+            AuditIntegrityError: Not a valid receipt of this node.
+        """
+        if self.audit is None:
+            return
+        leaf, index = self.audit.accept_receipt(self.name, self.audit_key, entry)
+        with self._assign_lock:
+            self.audit_receipts[leaf] = index
 
 
 class Directory:
@@ -99,7 +135,11 @@ class Directory:
         policies = {d: registration.policy(d) for d in datasets}
         declared = tuple(sorted(policies.items()))
         self._store.record_registration(
-            name, registration.datasets, registration.agent_version, declared
+            name,
+            registration.datasets,
+            registration.agent_version,
+            declared,
+            audit_key=registration.audit_key,
         )
         now = time.time()
         with self._lock:
@@ -113,7 +153,15 @@ class Directory:
             time.time(),
             registration.mask_public_key,
             policies,
+            audit=self._store.audit,
+            audit_key=registration.audit_key,
+            audit_size=registration.audit_size,
         )
+        for entry in registration.audit_pending:
+            try:
+                session.receipt(entry)
+            except AuditIntegrityError as exc:
+                log.warning("node %s: a receipt sent again was refused: %s", name, exc.message)
         with self._lock:
             old = self._sessions.get(name)
             self._sessions[name] = session

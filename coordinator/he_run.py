@@ -126,7 +126,7 @@ class HERun(Run):
         keys = [s.mask_public_key for s in self._sessions]
         for slot, session in enumerate(self._sessions):
             peers = tuple((j, k) for j, k in enumerate(keys) if j != slot)
-            session.outbox.put(
+            session.assign(
                 TaskAssignment(
                     job_id=self.job_id,
                     dataset=dataset,

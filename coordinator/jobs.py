@@ -88,7 +88,16 @@ class JobManager:
         """Start a job and yield its events; raises the job's error if it fails."""
         job = _Job(uuid.uuid4().hex)
         submitted = time.time()
-        self._store.record_job_started(job.job_id, request.sql, request.protocol, "", submitted)
+        dp = request.dp
+        self._store.record_job_started(
+            job.job_id,
+            request.sql,
+            request.protocol,
+            "",
+            submitted,
+            analyst=dp.analyst if dp is not None else None,
+            epsilon=dp.epsilon if dp is not None else None,
+        )
         with self._lock:
             self._running[job.job_id] = job
         thread = threading.Thread(
@@ -141,7 +150,14 @@ class JobManager:
                     "(the SDK sends it; raw callers must set public_key)"
                 )
             scheme(request.protocol.value).check_public_key(request.public_key)
-        self._store.record_job_selected(job.job_id, bound.dataset, len(sessions))
+        self._store.record_job_selected(
+            job.job_id,
+            bound.dataset,
+            len(sessions),
+            node_names=tuple(s.name for s in sessions),
+            computation=bound.canonical_sql,
+            fingerprint=bound.fingerprint,
+        )
         job.events.put(
             JobAccepted(
                 job_id=job.job_id,

@@ -98,7 +98,7 @@ class SecAggRun(Run):
     def _assign_tasks(self) -> None:
         p = self.params
         for slot, session in enumerate(self._sessions):
-            session.outbox.put(
+            session.assign(
                 TaskAssignment(
                     job_id=p.job_id,
                     dataset=self._task["dataset"],

@@ -164,9 +164,11 @@ class Store:
         datasets: tuple[DatasetSchema, ...],
         agent_version: str,
         policies: tuple[tuple[str, Policy], ...] = (),
+        *,
+        audit_key: bytes = b"",
     ) -> None:
         """Upsert a node and replace the dataset schemas (and policies) it serves,
-        atomically."""
+        atomically; the audit trail records them and the key of the node's receipts."""
         now = time.time()
         declared = dict(policies)
         with self._lock:
@@ -203,6 +205,7 @@ class Store:
             "node_registered",
             node=name,
             agent_version=agent_version,
+            audit_key=audit_key.hex(),
             datasets=[
                 {
                     "name": d.name,
@@ -244,23 +247,56 @@ class Store:
     # --- jobs ----------------------------------------------------------------
 
     def record_job_started(
-        self, job_id: str, sql: str, protocol: Protocol, dataset: str, submitted_at: float
+        self,
+        job_id: str,
+        sql: str,
+        protocol: Protocol,
+        dataset: str,
+        submitted_at: float,
+        *,
+        analyst: str | None = None,
+        epsilon: float | None = None,
     ) -> None:
-        """Record a new running job."""
+        """Record a new running job (``analyst``/``epsilon``: a DP query's)."""
         self._write(
             "INSERT INTO jobs (job_id, sql, protocol, dataset, status, submitted_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (job_id, sql, protocol.value, dataset, JobStatus.RUNNING.value, submitted_at),
         )
-        self.audit.record("query_submitted", job=job_id, sql=sql, protocol=protocol.value)
+        self.audit.record(
+            "query_submitted",
+            job=job_id,
+            sql=sql,
+            protocol=protocol.value,
+            analyst=analyst,
+            epsilon=epsilon,
+        )
 
-    def record_job_selected(self, job_id: str, dataset: str, selected: int) -> None:
-        """Record the planned dataset and how many nodes the job runs on."""
+    def record_job_selected(
+        self,
+        job_id: str,
+        dataset: str,
+        selected: int,
+        *,
+        node_names: tuple[str, ...] = (),
+        computation: str = "",
+        fingerprint: str = "",
+    ) -> None:
+        """Record the planned dataset, the nodes the job runs on and the exact
+        computation (canonical SQL and its fingerprint) each node is asked for."""
         self._write(
             "UPDATE jobs SET dataset = ?, selected_nodes = ? WHERE job_id = ?",
             (dataset, selected, job_id),
         )
-        self.audit.record("job_planned", job=job_id, dataset=dataset, nodes=selected)
+        self.audit.record(
+            "job_planned",
+            job=job_id,
+            dataset=dataset,
+            nodes=selected,
+            node_names=list(node_names),
+            computation=computation,
+            fingerprint=fingerprint,
+        )
 
     def record_task_status(self, status: TaskStatus, node: str, *, awaiting: bool) -> None:
         """Record a node's approval step; the job shows as awaiting approval while any

@@ -27,7 +27,9 @@ changes meaning) and a gRPC status that the transport edge maps it to::
     ├── MessageTooLargeError              message_too_large     RESOURCE_EXHAUSTED
     ├── UnknownJobError                   unknown_job           NOT_FOUND
     ├── CoordinatorUnavailableError       unavailable           UNAVAILABLE
-    └── WeakParametersError               weak_parameters       FAILED_PRECONDITION
+    ├── WeakParametersError               weak_parameters       FAILED_PRECONDITION
+    ├── AuditIntegrityError               audit_integrity       DATA_LOSS
+    └── CertificateError                  invalid_certificate   UNAUTHENTICATED
 
 Messages say what was expected, what was found and how to fix it. They never
 contain row values, ciphertexts, shares or keys: they may be logged and sent to
@@ -39,6 +41,8 @@ from __future__ import annotations
 __all__ = [
     "ApprovalDeniedError",
     "ApprovalExpiredError",
+    "AuditIntegrityError",
+    "CertificateError",
     "ConfigError",
     "CoordinatorUnavailableError",
     "DataError",
@@ -220,6 +224,12 @@ class WeakParametersError(FederationError):
     code = "weak_parameters"
 
 
+class AuditIntegrityError(FederationError):
+    """An audit log or its proofs do not check out: a rewrite, fork, rollback or omission."""
+
+    code = "audit_integrity"
+
+
 def _all_subclasses(cls: type[FederationError]) -> list[type[FederationError]]:
     out: list[type[FederationError]] = [cls]
     for sub in cls.__subclasses__():
@@ -233,3 +243,16 @@ def error_class_for_code(code: str) -> type[FederationError]:
         if cls.code == code:
             return cls
     return FederationError
+
+
+class CertificateError(FederationError):
+    """A certificate, CRL or signature does not check out against the federation's CA.
+
+    Raised by :mod:`federation.pki` for a certificate from another CA, outside its
+    validity period, without a well-formed federation identity, or a CRL whose
+    signature does not verify. (At the gRPC edge this belongs with
+    ``UNAUTHENTICATED``.)
+    """
+
+    code = "invalid_certificate"
+

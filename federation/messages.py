@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from federation.audit.witness import HeadProof
 from federation.dp.report import BudgetSpend, DPParams, PrivacyReport
 from federation.policy import DEFAULT_POLICY, Policy
 from federation.protocols.secagg.messages import (
@@ -38,6 +39,7 @@ from federation.table import ResultTable
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AuditReceipt",
     "CoordinatorInfo",
     "CoordinatorToNode",
     "DatasetInfo",
@@ -133,6 +135,12 @@ class Registration:
     policies: tuple[tuple[str, Policy], ...] = ()
     """(dataset name, policy) for each dataset; a dataset not listed has
     :data:`~federation.policy.DEFAULT_POLICY`."""
+    audit_key: bytes = b""
+    """The Ed25519 key that signs the node's receipts (:mod:`federation.audit.witness`)."""
+    audit_size: int = 0
+    """The size of the coordinator's log head the node last accepted."""
+    audit_pending: tuple[bytes, ...] = ()
+    """Receipts the node sent that no head has proven included yet (sent again)."""
 
     def policy(self, dataset: str) -> Policy:
         """The policy the node declares for ``dataset``."""
@@ -202,6 +210,8 @@ class TaskAssignment:
     dp: DPParams | None = None
     """Set for a DP query: the node checks it against its policy, charges the analyst's
     budget and derives the noise itself (:mod:`federation.dp.mechanism`)."""
+    audit: HeadProof | None = None
+    """The coordinator's proof about its audit log, which the node checks first."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,13 @@ class EncryptedShare:
 
     job_id: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class AuditReceipt:
+    """A node's signed record of what it did for a job, for the coordinator's log."""
+
+    entry: bytes
 
 
 @dataclass(frozen=True)
@@ -274,7 +291,13 @@ class TaskStatus:
 
 
 NodeToCoordinator = (
-    Registration | Heartbeat | TaskFailure | TaskStatus | SecAggFromNode | EncryptedShare
+    Registration
+    | Heartbeat
+    | TaskFailure
+    | TaskStatus
+    | SecAggFromNode
+    | EncryptedShare
+    | AuditReceipt
 )
 CoordinatorToNode = Registered | TaskAssignment | SecAggToNode | TaskCancelled
 

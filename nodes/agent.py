@@ -14,8 +14,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from federation.crypto.keys import X25519KeyPair
-from federation.errors import CoordinatorUnavailableError, FederationError
+from federation.errors import AuditIntegrityError, CoordinatorUnavailableError, FederationError
 from federation.messages import (
+    AuditReceipt,
     ErrorInfo,
     Heartbeat,
     NodeToCoordinator,
@@ -28,6 +29,7 @@ from federation.messages import (
 )
 from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
 from nodes.approvals import APPROVALS_FILE, ApprovalBook
+from nodes.audit import NodeAudit, describe_failure
 from nodes.budget import LEDGER_FILE, BudgetLedger, NodeBudgets
 from nodes.config import NodeConfig
 from nodes.datasets import LocalData
@@ -82,6 +84,8 @@ class NodeAgent:
         with manual approval then refuses every task)."""
         if config.state_dir is not None:
             self.approvals = ApprovalBook(config.state_dir / APPROVALS_FILE)
+        self.audit = NodeAudit(config.name, config.state_dir)
+        """The node's own audit log and its check of the coordinator's."""
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -97,6 +101,7 @@ class NodeAgent:
         delay = 0.5
         while not self._stop.is_set():
             link = self._link_factory(self.config.coordinator)
+            audit_key, audit_size, audit_pending = self.audit.registration()
             try:
                 registered = link.open(
                     Registration(
@@ -105,6 +110,9 @@ class NodeAgent:
                         agent_version=AGENT_VERSION,
                         mask_public_key=self._mask_keys.public_bytes,
                         policies=self.data.policies,
+                        audit_key=audit_key,
+                        audit_size=audit_size,
+                        audit_pending=audit_pending,
                     )
                 )
             except CoordinatorUnavailableError as exc:
@@ -146,6 +154,7 @@ class NodeAgent:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.data.close()
+        self.audit.close()
 
     def kill(self) -> None:
         """Die abruptly, as a crashed machine would (fault injection)."""
@@ -216,6 +225,15 @@ class NodeAgent:
             log.debug("node %s: ignoring %s", self.config.name, type(message).__name__)
 
     def _start_task(self, assignment: TaskAssignment) -> None:
+        try:
+            self.audit.check(assignment)
+        except AuditIntegrityError as exc:
+            log.critical(describe_failure(self.config.name, exc))
+            self._send(TaskFailure(assignment.job_id, ErrorInfo(exc.code, exc.message)))
+            self._stop.set()  # stop serving: run() ends and sets ``dead``
+            if self._link is not None:
+                self._link.close(flush=2.0)  # the refusal reaches the coordinator first
+            return
         with self._lock:
             for job_id in [j for j, t in self._tasks.items() if t.finished.is_set()]:
                 del self._tasks[job_id]
@@ -238,6 +256,7 @@ class NodeAgent:
                     die=self.kill,
                     budgets=self.budgets,
                     approvals=self.approvals,
+                    on_finish=self._finished,
                 )
             else:
                 task = SecAggTask(
@@ -249,6 +268,7 @@ class NodeAgent:
                     die=self.kill,
                     budgets=self.budgets,
                     approvals=self.approvals,
+                    on_finish=self._finished,
                 )
             self._tasks[assignment.job_id] = task
         log.info(
@@ -258,6 +278,21 @@ class NodeAgent:
             assignment.dataset,
         )
         task.start()
+
+    def _finished(self, assignment: TaskAssignment, error: ErrorInfo | None, charged: bool) -> None:
+        """Record how a task ended in the node's log; send the signed receipt."""
+        try:
+            entry = self.audit.receipt(
+                assignment,
+                dataset_version=self.data.version(assignment.dataset),
+                policy=self.data.policy(assignment.dataset),
+                charged=charged,
+                error=error,
+            )
+        except Exception:  # the log is the node's own disk: report, keep serving
+            log.exception("node %s: could not record job %s", self.config.name, assignment.job_id)
+            return
+        self._send(AuditReceipt(entry))
 
     def _cancel_tasks(self) -> None:
         with self._lock:

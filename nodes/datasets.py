@@ -12,6 +12,7 @@ are fetched, by the query layer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -52,6 +53,7 @@ class LocalData:
         self._datasets = {d.schema.name: d for d in datasets}
         self._index = {d.schema.name: i for i, d in enumerate(datasets)}
         self._versions: dict[str, tuple[int, int]] = {}
+        self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
         for i, dataset in enumerate(datasets):
             self._open(dataset, i)
 
@@ -99,6 +101,26 @@ class LocalData:
             if _version(dataset) != self._versions.get(name):
                 log.info("dataset %s: the source changed; reloading it", name)
                 self._open(dataset, self._index[name])
+
+    def version(self, name: str) -> str:
+        """The SHA-256 of dataset ``name``'s source file as it is now (hex; cached until
+        the file changes), for the audit trail: which data a task read."""
+        dataset = self._datasets.get(name)
+        if dataset is None:
+            return ""
+        stamp = _version(dataset)
+        cached = self._hashes.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        digest = hashlib.sha256()
+        try:
+            with dataset.source.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return ""
+        self._hashes[name] = (stamp, digest.hexdigest())
+        return digest.hexdigest()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for one task (DuckDB cursors may run concurrently)."""

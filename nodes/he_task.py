@@ -15,15 +15,17 @@ import time
 from federation.crypto.keys import X25519KeyPair
 from federation.encoding import DIGIT_BITS
 from federation.errors import ProtocolError
-from federation.messages import EncryptedShare, TaskAssignment
+from federation.messages import EncryptedShare, ErrorInfo, TaskAssignment
 from federation.protocols.he import SumSpec, mask_values
 from federation.protocols.he.registry import scheme
 from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 from nodes.task import (
+    CANCELLED,
     Die,
     DropoutStage,
+    Finish,
     Send,
     await_approval,
     bind_assignment,
@@ -51,10 +53,13 @@ class HETask:
         die: Die | None = None,
         budgets: NodeBudgets | None = None,
         approvals: ApprovalBook | None = None,
+        on_finish: Finish | None = None,
     ) -> None:
         self.job_id = assignment.job_id
         self._budgets = budgets
         self._approvals = approvals
+        self._on_finish = on_finish
+        self._charged = False
         self._assignment = assignment
         self._data = data
         self._send = send
@@ -81,6 +86,8 @@ class HETask:
         self._cancelled.set()
 
     def _run(self) -> None:
+        outcome: ErrorInfo | None = CANCELLED
+        died = self._die_at is not None
         try:
             if self._die_at is not None and self._die_at is not DropoutStage.AFTER_UPLOAD:
                 self._kill()
@@ -90,14 +97,17 @@ class HETask:
                 log.info("job %s: cancelled before upload", self.job_id)
                 return
             self._send(share)
+            outcome = None
             setup = self._assignment.he
             if setup is not None and self._spec is not None:  # idle time: next job's work
                 scheme(self._assignment.protocol.value).prepare(setup.public_key, self._spec)
             if self._die_at is DropoutStage.AFTER_UPLOAD:
                 self._kill()
         except Exception as exc:  # reported to the coordinator, never raised on this thread
-            report_failure(self.job_id, self._send, exc)
+            outcome = report_failure(self.job_id, self._send, exc)
         finally:
+            if self._on_finish is not None and not died:
+                self._on_finish(self._assignment, outcome, self._charged)
             self.finished.set()
 
     def _kill(self) -> None:
@@ -136,6 +146,7 @@ class HETask:
         )
         # Every node's zero-sum masks need all of them: the sum has all parties' noise.
         noise = prepare_dp(a, bound, self._budgets, setup.parties, setup.parties)
+        self._charged = noise is not None
         started = time.perf_counter()
         vector = compute_checked(bound, self._data, noise)
         self._spec = expected

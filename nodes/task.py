@@ -51,7 +51,9 @@ from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 
 __all__ = [
+    "CANCELLED",
     "DropoutStage",
+    "Finish",
     "SecAggTask",
     "await_approval",
     "bind_assignment",
@@ -83,6 +85,11 @@ class DropoutStage(enum.Enum):
 
 Send = Callable[[NodeToCoordinator], None]
 Die = Callable[[], None]
+Finish = Callable[[TaskAssignment, ErrorInfo | None, bool], None]
+"""Called once when a task ends (not when the node died): the assignment, the error
+it ended with (``None``: the node contributed) and whether a DP budget was charged."""
+
+CANCELLED = ErrorInfo("cancelled", "the job was cancelled or the coordinator stopped answering")
 
 
 def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: int) -> BoundQuery:
@@ -223,8 +230,9 @@ def compute_checked(
     return vector
 
 
-def report_failure(job_id: str, send: Send, error: Exception) -> None:
-    """Tell the coordinator why this node's part of a job failed (never a data value).
+def report_failure(job_id: str, send: Send, error: Exception) -> ErrorInfo:
+    """Tell the coordinator why this node's part of a job failed (never a data value);
+    returns what was told.
 
     A :class:`FederationError` travels with its code and message (a refusal names its
     rule); anything else is logged here with its traceback and reported as an internal
@@ -232,14 +240,12 @@ def report_failure(job_id: str, send: Send, error: Exception) -> None:
     """
     if isinstance(error, FederationError):
         log.warning("job %s: refusing the task: [%s] %s", job_id, error.code, error.message)
-        send(TaskFailure(job_id, ErrorInfo(error.code, error.message)))
-        return
-    log.error("job %s: unexpected failure", job_id, exc_info=error)
-    send(
-        TaskFailure(
-            job_id, ErrorInfo(FederationError.code, "internal error at the node; see its log")
-        )
-    )
+        info = ErrorInfo(error.code, error.message)
+    else:
+        log.error("job %s: unexpected failure", job_id, exc_info=error)
+        info = ErrorInfo(FederationError.code, "internal error at the node; see its log")
+    send(TaskFailure(job_id, info))
+    return info
 
 
 class SecAggTask:
@@ -256,10 +262,13 @@ class SecAggTask:
         die: Die | None = None,
         budgets: NodeBudgets | None = None,
         approvals: ApprovalBook | None = None,
+        on_finish: Finish | None = None,
     ) -> None:
         self.job_id = assignment.job_id
         self._budgets = budgets
         self._approvals = approvals
+        self._on_finish = on_finish
+        self._charged = False
         self._cancelled = threading.Event()
         self._assignment = assignment
         self._data = data
@@ -291,6 +300,8 @@ class SecAggTask:
     # --- the task thread --------------------------------------------------------
 
     def _run(self) -> None:
+        outcome: ErrorInfo | None = CANCELLED
+        died = False
         try:
             self._start_protocol()
             timeout = self._assignment.round_timeout * 2 + 5.0
@@ -314,14 +325,18 @@ class SecAggTask:
                 if isinstance(message, FederationError):
                     raise message
                 if self._handle(message):
+                    outcome = None
                     return
         except _NodeDiedError:
+            died = True
             return
         except Exception as exc:  # reported to the coordinator, never raised on this thread
-            report_failure(self.job_id, self._send, exc)
+            outcome = report_failure(self.job_id, self._send, exc)
         finally:
             self._machine = None  # drop key material as soon as the task ends
             self._vector = None
+            if self._on_finish is not None and not died:
+                self._on_finish(self._assignment, outcome, self._charged)
             self.finished.set()
 
     def _checkpoint(self, stage: DropoutStage) -> None:
@@ -359,6 +374,7 @@ class SecAggTask:
         )
         # t: fewer surviving nodes than the Shamir threshold cannot be unmasked.
         noise = prepare_dp(self._assignment, bound, self._budgets, setup.threshold, setup.slots)
+        self._charged = noise is not None
         self._machine = NodeSecAgg(params, setup.slot)
         self._vector = self._pool.submit(self._compute, bound, noise)
         self._vector.add_done_callback(self._computed)

@@ -10,21 +10,17 @@ detects it if anything else does.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from federation.audit.heads import SignedTreeHead, VerificationReport, verify_log
-from federation.audit.merkle import (
-    CompactRange,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-)
+from federation.audit.merkle import MerkleTree, leaf_hash
 from federation.crypto.signing import Ed25519Signer
 
-__all__ = ["AuditLog", "read_log"]
+__all__ = ["AuditLog", "load_signer", "read_log"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -46,6 +42,17 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+def load_signer(key_path: Path) -> Ed25519Signer:
+    """The log's signing key from ``key_path``, created there (mode 0600) if absent."""
+    if key_path.exists():
+        return Ed25519Signer.from_private_bytes(key_path.read_bytes())
+    signer = Ed25519Signer.generate()
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(signer.export_private_bytes(unprotected=True))
+    return signer
+
+
 class AuditLog:
     """An append-only Merkle log backed by one SQLite file."""
 
@@ -61,9 +68,9 @@ class AuditLog:
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('public_key', ?)",
             (signer.public_bytes,),
         )
-        self._compact = CompactRange()
-        for (leaf,) in self._db.execute("SELECT leaf FROM entries ORDER BY idx"):
-            self._compact.append(bytes(leaf))
+        self._db.execute("CREATE INDEX IF NOT EXISTS entries_by_leaf ON entries (leaf)")
+        self._tree = MerkleTree()
+        self._rebuild()
 
     @property
     def public_key(self) -> bytes:
@@ -73,7 +80,12 @@ class AuditLog:
     @property
     def size(self) -> int:
         """Entries in the log."""
-        return self._compact.size
+        return self._tree.size
+
+    def root(self) -> bytes:
+        """The Merkle root of every entry so far."""
+        with self._lock:
+            return self._tree.root()
 
     def append(self, entry: bytes) -> int:
         """Append one entry; returns its index."""
@@ -81,12 +93,11 @@ class AuditLog:
             raise TypeError(f"an audit entry is bytes, got {type(entry).__name__}")
         with self._lock:
             leaf = leaf_hash(entry)
-            index = self._compact.size
-            self._compact.append(leaf)
+            index = self._tree.append(leaf)
             try:
                 self._db.execute(
                     "INSERT INTO entries (idx, entry, leaf, root) VALUES (?, ?, ?, ?)",
-                    (index, entry, leaf, self._compact.root()),
+                    (index, entry, leaf, self._tree.root()),
                 )
             except BaseException:
                 self._rebuild()
@@ -94,14 +105,30 @@ class AuditLog:
             return index
 
     def _rebuild(self) -> None:
-        self._compact = CompactRange()
-        for (leaf,) in self._db.execute("SELECT leaf FROM entries ORDER BY idx"):
-            self._compact.append(bytes(leaf))
+        self._tree = MerkleTree(
+            bytes(leaf) for (leaf,) in self._db.execute("SELECT leaf FROM entries ORDER BY idx")
+        )
+
+    def find(self, leaf: bytes) -> tuple[int, bytes] | None:
+        """The index and bytes of the first entry with this leaf hash, or ``None``."""
+        row = self._db.execute(
+            "SELECT idx, entry FROM entries WHERE leaf = ? ORDER BY idx LIMIT 1", (leaf,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def latest_head(self) -> SignedTreeHead | None:
+        """The largest signed head, or ``None`` before the first."""
+        row = self._db.execute(
+            "SELECT size, timestamp_ms, root, signature FROM heads ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return SignedTreeHead(int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]))
 
     def sign_head(self) -> SignedTreeHead:
         """Sign (and keep) a head for the current size."""
         with self._lock:
-            size, root = self._compact.size, self._compact.root()
+            size, root = self._tree.size, self._tree.root()
             timestamp_ms = int(time.time() * 1000)
             signature = self._signer.sign(SignedTreeHead.message(size, timestamp_ms, root))
             self._db.execute(
@@ -126,21 +153,15 @@ class AuditLog:
         ).fetchall()
         return [bytes(e) for (e,) in rows]
 
-    def _leaves(self, size: int) -> list[bytes]:
-        rows = self._db.execute(
-            "SELECT leaf FROM entries WHERE idx < ? ORDER BY idx", (size,)
-        ).fetchall()
-        return [bytes(leaf) for (leaf,) in rows]
-
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """The audit path of entry ``index`` in the tree of the first ``size`` entries."""
-        return inclusion_proof(self._leaves(self.size if size is None else size), index)
+        with self._lock:
+            return self._tree.inclusion_proof(index, size)
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """The proof that the first ``old_size`` entries are a prefix of ``new_size``."""
-        return consistency_proof(
-            self._leaves(self.size if new_size is None else new_size), old_size
-        )
+        with self._lock:
+            return self._tree.consistency_proof(old_size, new_size)
 
     def verify(self) -> VerificationReport:
         """Recompute the whole log from its stored entries and check every head."""

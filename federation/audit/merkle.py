@@ -19,12 +19,13 @@ every prefix; :func:`root` hashes a list of leaf hashes; :func:`inclusion_proof`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
+    "MerkleTree",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
@@ -97,11 +98,53 @@ class CompactRange:
         return node
 
 
-def _subtree(leaves: Sequence[bytes], start: int, end: int) -> bytes:
-    if end - start == 1:
-        return leaves[start]
-    k = _split(end - start)
-    return node_hash(_subtree(leaves, start, start + k), _subtree(leaves, start + k, end))
+SubtreeHash = Callable[[int, int], bytes]
+"""MTH of the leaves ``[start, end)`` of some tree."""
+
+
+def _over(leaves: Sequence[bytes]) -> SubtreeHash:
+    def subtree(start: int, end: int) -> bytes:
+        if end - start == 1:
+            return leaves[start]
+        k = _split(end - start)
+        return node_hash(subtree(start, start + k), subtree(start + k, end))
+
+    return subtree
+
+
+def _inclusion(subtree: SubtreeHash, n: int, index: int) -> list[bytes]:
+    if not 0 <= index < n:
+        raise ValueError(f"leaf {index} is not in a tree of {n} leaves")
+    proof: list[bytes] = []
+    start, end = 0, n
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            proof.append(subtree(start + k, end))
+            end = start + k
+        else:
+            proof.append(subtree(start, start + k))
+            start += k
+    proof.reverse()
+    return proof
+
+
+def _consistency(subtree: SubtreeHash, n: int, old_size: int) -> list[bytes]:
+    if not 0 <= old_size <= n:
+        raise ValueError(f"a tree of {n} leaves has no prefix of {old_size}")
+    if old_size in (0, n):
+        return []
+
+    def sub(m: int, start: int, end: int, whole: bool) -> list[bytes]:
+        size = end - start
+        if m == size:
+            return [] if whole else [subtree(start, end)]
+        k = _split(size)
+        if m <= k:
+            return [*sub(m, start, start + k, whole), subtree(start + k, end)]
+        return [*sub(m - k, start + k, end, False), subtree(start, start + k)]
+
+    return sub(old_size, 0, n, True)
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
@@ -110,20 +153,7 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     Raises:
         ValueError: ``index`` is not a leaf of the tree.
     """
-    if not 0 <= index < len(leaves):
-        raise ValueError(f"leaf {index} is not in a tree of {len(leaves)} leaves")
-    proof: list[bytes] = []
-    start, end = 0, len(leaves)
-    while end - start > 1:
-        k = _split(end - start)
-        if index < start + k:
-            proof.append(_subtree(leaves, start + k, end))
-            end = start + k
-        else:
-            proof.append(_subtree(leaves, start, start + k))
-            start += k
-    proof.reverse()
-    return proof
+    return _inclusion(_over(leaves), len(leaves), index)
 
 
 def verify_inclusion(
@@ -156,22 +186,80 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
     Raises:
         ValueError: ``old_size`` is not in ``[0, n]``.
     """
-    n = len(leaves)
-    if not 0 <= old_size <= n:
-        raise ValueError(f"a tree of {n} leaves has no prefix of {old_size}")
-    if old_size in (0, n):
-        return []
-    return _subproof(leaves, old_size, 0, n, True)
+    return _consistency(_over(leaves), len(leaves), old_size)
 
 
-def _subproof(leaves: Sequence[bytes], m: int, start: int, end: int, whole: bool) -> list[bytes]:
-    n = end - start
-    if m == n:
-        return [] if whole else [_subtree(leaves, start, end)]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(leaves, m, start, start + k, whole), _subtree(leaves, start + k, end)]
-    return [*_subproof(leaves, m - k, start + k, end, False), _subtree(leaves, start, start + k)]
+class MerkleTree:
+    """A growing tree that answers roots and proofs for any prefix in O(log² n) hashes.
+
+    Leaf hashes are kept in one ``bytearray`` (32 bytes each); the roots of aligned
+    perfect subtrees of at least :attr:`CACHED` leaves are kept as they complete, so a
+    proof never rehashes more than ``CACHED`` leaves per subtree it names.
+    """
+
+    CACHED = 16
+
+    def __init__(self, leaves: Iterable[bytes] = ()) -> None:
+        self._leaves = bytearray()
+        self._cache: dict[tuple[int, int], bytes] = {}
+        self._peaks: list[tuple[int, bytes]] = []  # (leaves, root) of the covering subtrees
+        for leaf in leaves:
+            self.append(leaf)
+
+    @property
+    def size(self) -> int:
+        """Leaves appended so far."""
+        return len(self._leaves) // HASH_SIZE
+
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at ``index``."""
+        return bytes(self._leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE])
+
+    def append(self, leaf: bytes) -> int:
+        """Add one leaf hash; returns its index."""
+        if len(leaf) != HASH_SIZE:
+            raise ValueError(f"a leaf hash has {HASH_SIZE} bytes, got {len(leaf)}")
+        index = self.size
+        self._leaves += leaf
+        width, node = 1, leaf
+        while self._peaks and self._peaks[-1][0] == width:
+            _, left = self._peaks.pop()
+            node = node_hash(left, node)
+            width *= 2
+            if width >= self.CACHED:
+                self._cache[(index + 1 - width, index + 1)] = node
+        self._peaks.append((width, node))
+        return index
+
+    def _subtree(self, start: int, end: int) -> bytes:
+        if end - start == 1:
+            return self.leaf(start)
+        cached = self._cache.get((start, end))
+        if cached is not None:
+            return cached
+        k = _split(end - start)
+        return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` leaves (default: all)."""
+        n = self.size if size is None else size
+        if not 0 <= n <= self.size:
+            raise ValueError(f"a tree of {self.size} leaves has no prefix of {n}")
+        return EMPTY_ROOT if n == 0 else self._subtree(0, n)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """PATH(index, D[size])."""
+        n = self.size if size is None else size
+        if not 0 <= n <= self.size:
+            raise ValueError(f"a tree of {self.size} leaves has no prefix of {n}")
+        return _inclusion(self._subtree, n, index)
+
+    def consistency_proof(self, old_size: int, size: int | None = None) -> list[bytes]:
+        """PROOF(old_size, D[size])."""
+        n = self.size if size is None else size
+        if not 0 <= n <= self.size:
+            raise ValueError(f"a tree of {self.size} leaves has no prefix of {n}")
+        return _consistency(self._subtree, n, old_size)
 
 
 def verify_consistency(

@@ -7,10 +7,11 @@ import base64
 import json
 import sys
 
-from federation.audit.heads import verify_log
+from federation.audit.heads import SignedTreeHead, verify_log
+from federation.audit.lineage import lineage
 from federation.audit.log import read_log
 from federation.audit.merkle import leaf_hash
-from federation.errors import ConfigError
+from federation.errors import ConfigError, UnknownJobError
 
 __all__ = ["add_parser", "run"]
 
@@ -28,6 +29,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     export = actions.add_parser("export", help="write every leaf and signed head as JSON lines")
     export.add_argument("--log", required=True, help="the log file")
+    show = actions.add_parser(
+        "show", help="a job's lineage: who asked what, which nodes and data, what was released"
+    )
+    show.add_argument("job", help="the job id")
+    show.add_argument("--log", required=True, help="the coordinator's log file")
+    show.add_argument("--public-key", help="pin the log's Ed25519 public key (hex)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         entries, roots, heads, stored_key = read_log(args.log)
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    if args.audit_command == "show":
+        return _show(args, entries, roots, heads, stored_key)
     if args.audit_command == "export":
         out = sys.stdout
         out.write(json.dumps({"public_key": stored_key.hex()}) + "\n")
@@ -69,3 +78,38 @@ def run(args: argparse.Namespace) -> int:
     where = f" (first bad entry: {report.first_bad})" if report.first_bad is not None else ""
     sys.stdout.write(f"FAILED: {report.problem}{where}\n")
     return 1
+
+
+def _show(
+    args: argparse.Namespace,
+    entries: list[bytes],
+    roots: list[bytes],
+    heads: list[SignedTreeHead],
+    stored_key: bytes,
+) -> int:
+    """Print a job's lineage, after checking the whole log."""
+    try:
+        key = bytes.fromhex(args.public_key) if args.public_key else stored_key
+    except ValueError:
+        raise ConfigError("--public-key must be hex") from None
+    found = lineage(entries, args.job)
+    if not found.found:
+        raise UnknownJobError(f"the audit log has no job {args.job!r}")
+    sys.stdout.write(found.render() + "\n")
+    report = verify_log(entries, heads, key, roots)
+    if not report.ok:
+        where = f" (first bad entry: {report.first_bad})" if report.first_bad is not None else ""
+        sys.stdout.write(f"LOG FAILED VERIFICATION: {report.problem}{where}\n")
+        return 1
+    covered = max((h.size for h in heads), default=0)
+    last = max([i for i, _ in found.events] + [i for i, _, _ in found.receipts])
+    sealed = (
+        "all covered by"
+        if last < covered
+        else "not all covered yet by (the next job's head will cover them)"
+    )
+    sys.stdout.write(
+        f"log verifies: {report.entries} entries, {report.heads} signed heads; this job's "
+        f"entries are {sealed} the newest signed head (size {covered})\n"
+    )
+    return 0 if all(valid for _, _, valid in found.receipts) else 1

@@ -15,6 +15,7 @@ from typing import Any
 
 from federation.cli import approvals as approvals_cli
 from federation.cli import audit as audit_cli
+from federation.cli import pki as pki_cli
 from federation.errors import FederationError
 
 __all__ = ["build_parser", "main"]
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="process",
         help="run node agents as threads of this process or as separate processes (%(default)s)",
     )
+    pki_cli.add_parser(sub)
     return parser
 
 
@@ -160,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "query": commands.query,
         "budget": commands.budget,
         "audit": audit_cli.run,
+        "pki": pki_cli.run,
         "job": commands.job,
         "simulate": commands.simulate,
     }

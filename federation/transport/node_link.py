@@ -47,8 +47,9 @@ class NodeLink(Protocol):
     def receive(self, timeout: float | None = None) -> CoordinatorToNode | LinkClosed | None:
         """The next message, a LinkClosed once the stream ended, or None on timeout."""
 
-    def close(self) -> None:
-        """End the stream politely."""
+    def close(self, flush: float = 0.0) -> None:
+        """End the stream politely (first waiting up to ``flush`` seconds for what was
+        queued to be delivered)."""
 
     def kill(self) -> None:
         """Drop the stream abruptly."""
@@ -137,12 +138,17 @@ class GrpcNodeLink:
             self._incoming.put(item)  # stays closed for later callers
         return item
 
-    def close(self) -> None:
-        """End the stream politely and release the channel."""
+    def close(self, flush: float = 0.0) -> None:
+        """End the stream politely and release the channel; with ``flush``, first wait
+        up to that many seconds for the queued messages to be delivered and the
+        coordinator to end the stream."""
         if self._closed.is_set():
             return
         self._closed.set()
         self._outgoing.put(None)
+        reader = self._reader
+        if flush > 0 and reader is not None and reader is not threading.current_thread():
+            reader.join(flush)
         if self._call is not None:
             self._call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
         if self._channel is not None:

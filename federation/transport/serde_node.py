@@ -12,6 +12,7 @@ import numpy as np
 
 from federation.errors import FederationError, MessageTooLargeError, ProtocolError
 from federation.messages import (
+    AuditReceipt,
     CoordinatorToNode,
     EncryptedShare,
     Heartbeat,
@@ -47,6 +48,7 @@ from federation.transport.serde import (
     schema_from_proto,
     schema_to_proto,
 )
+from federation.transport.serde_audit import proof_from_proto, proof_to_proto
 from federation.transport.serde_dp import (
     budgets_from_proto,
     budgets_to_proto,
@@ -203,8 +205,13 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
                 datasets=[schema_to_proto(s) for s in message.datasets],
                 mask_public_key=message.mask_public_key,
                 policies={name: policy_to_proto(p) for name, p in message.policies},
+                audit_key=message.audit_key,
+                audit_size=message.audit_size,
+                audit_pending=list(message.audit_pending),
             )
         )
+    elif isinstance(message, AuditReceipt):
+        yield node_pb2.NodeMessage(audit_receipt=node_pb2.AuditReceipt(entry=message.entry))
     elif isinstance(message, Heartbeat):
         yield node_pb2.NodeMessage(
             heartbeat=node_pb2.Heartbeat(
@@ -280,7 +287,7 @@ def _secagg_node_to_proto(message: SecAggFromNode) -> Iterator[node_pb2.NodeMess
         )
 
 
-def node_message_from_proto(
+def node_message_from_proto(  # noqa: PLR0911 - one return per message kind
     msg: node_pb2.NodeMessage,
 ) -> NodeToCoordinator | MaskedInputChunk | EncryptedShareChunk:
     """Wire -> domain. Masked inputs arrive as chunks for a VectorAssembler."""
@@ -296,7 +303,12 @@ def node_message_from_proto(
             policies=tuple(
                 (name, policy_from_proto(reg.policies[name])) for name in sorted(reg.policies)
             ),
+            audit_key=bytes(reg.audit_key),
+            audit_size=int(reg.audit_size),
+            audit_pending=tuple(bytes(e) for e in reg.audit_pending),
         )
+    if which == "audit_receipt":
+        return AuditReceipt(bytes(msg.audit_receipt.entry))
     if which == "heartbeat":
         return Heartbeat(
             sent_at=msg.heartbeat.sent_at, budgets=budgets_from_proto(msg.heartbeat.budgets)
@@ -374,6 +386,8 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
         )
         if message.dp is not None:
             task.dp.CopyFrom(dp_params_to_proto(message.dp))
+        if message.audit is not None:
+            task.audit.CopyFrom(proof_to_proto(message.audit))
         if message.secagg is not None:
             s = message.secagg
             task.secagg.CopyFrom(
@@ -503,6 +517,7 @@ def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
         he=he,
         min_cell_size=max(int(t.min_cell_size), 1),
         dp=dp_params_from_proto(t.dp) if t.HasField("dp") else None,
+        audit=proof_from_proto(t.audit) if t.HasField("audit") else None,
     )
 
 

@@ -51,6 +51,8 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     errors.UnknownJobError.code: _S.NOT_FOUND,
     errors.CoordinatorUnavailableError.code: _S.UNAVAILABLE,
     errors.WeakParametersError.code: _S.FAILED_PRECONDITION,
+    errors.AuditIntegrityError.code: _S.DATA_LOSS,
+    errors.CertificateError.code: _S.UNAUTHENTICATED,
 }
 
 _CLASS_BY_STATUS: dict[grpc.StatusCode, type[errors.FederationError]] = {

@@ -220,3 +220,35 @@ class Error(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Error: _TypeAlias = Error  # noqa: Y015
+
+@_typing.final
+class SignedHead(_message.Message):
+    """A signed commitment to the first `size` entries of an audit log (RFC 6962 style)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    timestamp_ms: _builtins.int
+    root: _builtins.bytes
+    """SHA-256 Merkle tree hash"""
+    signature: _builtins.bytes
+    """Ed25519 over the canonical head encoding"""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        timestamp_ms: _builtins.int = ...,
+        root: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["root", b"root", "signature", b"signature", "size", b"size", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedHead: _TypeAlias = SignedHead  # noqa: Y015

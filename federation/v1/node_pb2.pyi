@@ -32,6 +32,7 @@ class NodeMessage(_message.Message):
     SECAGG_FIELD_NUMBER: _builtins.int
     ENCRYPTED_SHARE_FIELD_NUMBER: _builtins.int
     TASK_STATUS_FIELD_NUMBER: _builtins.int
+    AUDIT_RECEIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register:
         """must be the first message of a stream"""
@@ -46,6 +47,8 @@ class NodeMessage(_message.Message):
     def encrypted_share(self) -> Global___EncryptedShare: ...
     @_builtins.property
     def task_status(self) -> Global___TaskStatus: ...
+    @_builtins.property
+    def audit_receipt(self) -> Global___AuditReceipt: ...
     def __init__(
         self,
         *,
@@ -55,16 +58,40 @@ class NodeMessage(_message.Message):
         secagg: Global___SecAggNodeMessage | None = ...,
         encrypted_share: Global___EncryptedShare | None = ...,
         task_status: Global___TaskStatus | None = ...,
+        audit_receipt: Global___AuditReceipt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed", "task_status", b"task_status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_receipt", b"audit_receipt", "body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed", "task_status", b"task_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed", "task_status", b"task_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_receipt", b"audit_receipt", "body", b"body", "encrypted_share", b"encrypted_share", "heartbeat", b"heartbeat", "register", b"register", "secagg", b"secagg", "task_failed", b"task_failed", "task_status", b"task_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "heartbeat", "task_failed", "secagg", "encrypted_share", "task_status"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "heartbeat", "task_failed", "secagg", "encrypted_share", "task_status", "audit_receipt"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___NodeMessage: _TypeAlias = NodeMessage  # noqa: Y015
+
+@_typing.final
+class AuditReceipt(_message.Message):
+    """A node's signed record of what it did for a job; the coordinator appends the
+    exact bytes to its audit log and later proves them included.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    entry: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        entry: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditReceipt: _TypeAlias = AuditReceipt  # noqa: Y015
 
 @_typing.final
 class TaskStatus(_message.Message):
@@ -162,16 +189,27 @@ class Register(_message.Message):
     DATASETS_FIELD_NUMBER: _builtins.int
     MASK_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     POLICIES_FIELD_NUMBER: _builtins.int
+    AUDIT_KEY_FIELD_NUMBER: _builtins.int
+    AUDIT_SIZE_FIELD_NUMBER: _builtins.int
+    AUDIT_PENDING_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     agent_version: _builtins.str
     protocol_version: _builtins.int
     mask_public_key: _builtins.bytes
     """X25519 session key for zero-sum masks (homomorphic jobs)"""
+    audit_key: _builtins.bytes
+    """Ed25519 key signing the node's receipts"""
+    audit_size: _builtins.int
+    """the coordinator log size the node last accepted"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetSchema]: ...
     @_builtins.property
     def policies(self) -> _containers.MessageMap[_builtins.str, _common_pb2.DatasetPolicy]:
         """per dataset name; absent: the default policy"""
+
+    @_builtins.property
+    def audit_pending(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """receipts not yet proven included (sent again)"""
 
     def __init__(
         self,
@@ -182,10 +220,13 @@ class Register(_message.Message):
         datasets: _abc.Iterable[_common_pb2.DatasetSchema] | None = ...,
         mask_public_key: _builtins.bytes = ...,
         policies: _abc.Mapping[_builtins.str, _common_pb2.DatasetPolicy] | None = ...,
+        audit_key: _builtins.bytes = ...,
+        audit_size: _builtins.int = ...,
+        audit_pending: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "datasets", b"datasets", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "policies", b"policies", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "audit_key", b"audit_key", "audit_pending", b"audit_pending", "audit_size", b"audit_size", "datasets", b"datasets", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "policies", b"policies", "protocol_version", b"protocol_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -309,6 +350,7 @@ class Task(_message.Message):
     HE_FIELD_NUMBER: _builtins.int
     MIN_CELL_SIZE_FIELD_NUMBER: _builtins.int
     DP_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     dataset: _builtins.str
     sql: _builtins.str
@@ -326,6 +368,10 @@ class Task(_message.Message):
     def dp(self) -> _common_pb2.DPParams:
         """set for a DP query; the node derives the noise itself"""
 
+    @_builtins.property
+    def audit(self) -> Global___AuditProof:
+        """the coordinator's proof about its audit log"""
+
     def __init__(
         self,
         *,
@@ -339,14 +385,79 @@ class Task(_message.Message):
         he: Global___HESetup | None = ...,
         min_cell_size: _builtins.int = ...,
         dp: _common_pb2.DPParams | None = ...,
+        audit: Global___AuditProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dp", b"dp", "he", b"he", "secagg", b"secagg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "dp", b"dp", "he", b"he", "secagg", b"secagg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "dp", b"dp", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "min_cell_size", b"min_cell_size", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "dataset", b"dataset", "dp", b"dp", "fingerprint", b"fingerprint", "he", b"he", "job_id", b"job_id", "min_cell_size", b"min_cell_size", "protocol", b"protocol", "round_timeout", b"round_timeout", "secagg", b"secagg", "sql", b"sql"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class AuditInclusion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEAF_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    leaf: _builtins.bytes
+    index: _builtins.int
+    @_builtins.property
+    def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        leaf: _builtins.bytes = ...,
+        index: _builtins.int = ...,
+        path: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "leaf", b"leaf", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditInclusion: _TypeAlias = AuditInclusion  # noqa: Y015
+
+@_typing.final
+class AuditProof(_message.Message):
+    """The coordinator's newest signed head, consistent with the last one the node
+    accepted, and inclusion proofs for the node's receipts.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEAD_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    FROM_SIZE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    INCLUSIONS_FIELD_NUMBER: _builtins.int
+    public_key: _builtins.bytes
+    from_size: _builtins.int
+    @_builtins.property
+    def head(self) -> _common_pb2.SignedHead: ...
+    @_builtins.property
+    def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def inclusions(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditInclusion]: ...
+    def __init__(
+        self,
+        *,
+        head: _common_pb2.SignedHead | None = ...,
+        public_key: _builtins.bytes = ...,
+        from_size: _builtins.int = ...,
+        consistency: _abc.Iterable[_builtins.bytes] | None = ...,
+        inclusions: _abc.Iterable[Global___AuditInclusion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "from_size", b"from_size", "head", b"head", "inclusions", b"inclusions", "public_key", b"public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditProof: _TypeAlias = AuditProof  # noqa: Y015
 
 @_typing.final
 class HESetup(_message.Message):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from federation.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    MerkleTree,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -90,3 +91,31 @@ def test_consistency_proofs_verify_and_reject_forks() -> None:
     assert not verify_consistency(3, 2, EMPTY_ROOT, EMPTY_ROOT, [])
     with pytest.raises(ValueError, match="no prefix"):
         consistency_proof([leaf_hash(b"a")], 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 140), st.data())
+def test_a_cached_tree_gives_the_same_roots_and_proofs_for_every_prefix(
+    n: int, data: st.DataObject
+) -> None:
+    entries = _entries(n)
+    tree = MerkleTree(leaf_hash(e) for e in entries)
+    assert tree.size == n
+    size = data.draw(st.integers(0, n))
+    leaves = [leaf_hash(e) for e in entries[:size]]
+    assert tree.root(size) == mth(entries[:size])
+    old = data.draw(st.integers(0, size))
+    assert tree.consistency_proof(old, size) == consistency_proof(leaves, old)
+    assert (
+        verify_consistency(
+            old, size, mth(entries[:old]), mth(entries[:size]), tree.consistency_proof(old, size)
+        )
+        or old == 0
+    )
+    if size:
+        index = data.draw(st.integers(0, size - 1))
+        proof = tree.inclusion_proof(index, size)
+        assert proof == inclusion_proof(leaves, index)
+        assert verify_inclusion(leaves[index], index, size, proof, mth(entries[:size]))
+    with pytest.raises(ValueError, match="no prefix"):
+        tree.root(n + 1)
