@@ -7,6 +7,11 @@ what was released. A signed tree head is added whenever a job ends, so an audito
 holding the log's public key can check, offline, that nothing recorded was changed
 (``federation audit verify --log FILE``).
 
+Nodes append their own signed receipts (:mod:`federation.audit.witness`) through
+:meth:`AuditTrail.accept_receipt`; :meth:`AuditTrail.prove` gives each task its proof:
+the newest head (signed on demand), consistency with the node's last accepted head,
+and inclusion of the node's receipts, so that every node checks this log on every task.
+
 The signing key lives next to the coordinator's database (``<database>.audit-key``,
 mode 0600); the log in ``<database>.audit``. A coordinator on ``:memory:`` keeps
 both in memory.

@@ -255,4 +255,3 @@ class CertificateError(FederationError):
     """
 
     code = "invalid_certificate"
-
