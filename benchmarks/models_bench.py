@@ -84,7 +84,8 @@ def main() -> None:
         print(
             f"{'describe: pandas':<26} median {t_desc_pooled * 1e3:9.1f} ms\n"
             f"{'describe: federated':<26} median {t_desc * 1e3:9.1f} ms   "
-            f"ratio {t_desc / t_desc_pooled:5.2f}x (target < 3x)"
+            f"ratio {t_desc / t_desc_pooled:5.2f}x (target < 3x)   "
+            f"{desc.jobs} jobs"  # type: ignore[attr-defined]
         )
         t_fit_pooled, beta = _median_time(pooled_fit, args.repeat)
         t_fit, fit = _median_time(
@@ -98,7 +99,6 @@ def main() -> None:
             f"ratio {t_fit / t_fit_pooled:5.2f}x (target < 3x)   "
             f"max rel. diff vs lstsq {worst:.1e}"
         )
-        del desc
 
 
 if __name__ == "__main__":

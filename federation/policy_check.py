@@ -176,10 +176,13 @@ def check_task(
 
 
 def local_query_set_size(bound: BoundQuery, vector: npt.NDArray[np.uint64]) -> int:
-    """The rows matching the query's WHERE in one node's own (unmasked) vector."""
+    """The rows matching the query's WHERE in one node's own (unmasked) vector.
+
+    Every grouping set's slots hold every row once, so the first set's are counted."""
     layout = bound.layout
     rows = next(f for f in layout.fields if f.kind is FieldKind.ROWS and f.column is None)
     digits = np.asarray(vector).view(np.int64).reshape(layout.slots, layout.slot_width)
+    digits = digits[: layout.set_slots(0)]
     total = 0
     for j in range(rows.digits):
         total += int(digits[:, rows.offset + j].sum(dtype=object)) << (DIGIT_BITS * j)

@@ -8,7 +8,8 @@ aggregated column its non-NULL count and, for SUM/AVG, its sum of fixed-point va
 ``X``. Before the query runs, the node clips the summed columns to their declared
 bounds (:func:`clipped_relation`), so adding or removing one row changes its group's
 row count and counts by at most 1 and each sum by at most ``M = max|X|`` over the
-bounds; other slots do not change.
+bounds; other slots do not change. With ``GROUPING SETS`` a row is in one slot of each
+of the ``S`` grouping sets, so it moves ``S`` slots (each as above).
 
 Who adds the noise. Every node adds independent discrete Gaussian noise to each noised
 field of every slot of its own encoded vector, before masking (secagg) or encryption
@@ -36,12 +37,13 @@ integer query of sensitivity ``Δ`` satisfies ``ε²/2``-zCDP with
 ``ε² <= Δ²/(nsigma²) + τ/2``, ``τ = 10 Σ_{j=1}^{n-1} exp(-2π²sigma² j/(j+1))``. With
 ``sigma² = (cΔ)²/t`` and ``t <= n <= N`` (``N``: the job's nodes) each coordinate costs at
 most ``(1/c² + τ_N/2)/2`` with ``τ_N`` taken at the smallest node scale ``c/√t``, and
-independent coordinates add: a row touches ``k`` fields, so the query is
-``rho(c) = k/2 · (1/c² + τ_N/2)``-zCDP. :func:`calibrate` picks the smallest ``c`` with
-``rho(c) <= rho`` of the query. We chose the discrete Gaussian over Skellam because OpenDP
-ships an exact, CSPRNG-driven discrete Gaussian sampler (``make_gaussian`` over an
-integer domain; Canonne, Kamath & Steinke 2020), while it offers no Skellam sampler;
-the price is the small ``τ`` term above instead of an exact closed form.
+independent coordinates add: a row touches ``k`` fields (the noised fields times the
+grouping sets), so the query is ``rho(c) = k/2 · (1/c² + τ_N/2)``-zCDP. :func:`calibrate`
+picks the smallest ``c`` with ``rho(c) <= rho`` of the query. We chose the discrete
+Gaussian over Skellam because OpenDP ships an exact, CSPRNG-driven discrete Gaussian
+sampler (``make_gaussian`` over an integer domain; Canonne, Kamath & Steinke 2020),
+while it offers no Skellam sampler; the price is the small ``τ`` term above instead of
+an exact closed form.
 
 Sampling never uses floating point: OpenDP samples exactly from the discrete Gaussian
 with a cryptographically secure source (no textbook float Laplace, Mironov 2012).
@@ -254,9 +256,9 @@ def plan_noise(bound: BoundQuery, rho: float, min_nodes: int, max_nodes: int) ->
         UnsupportedQueryError: see :func:`dp_fields`.
     """
     fields = dp_fields(bound)
-    return NoisePlan(
-        fields, calibrate(rho, len(fields), min_nodes, max_nodes), min_nodes, max_nodes
-    )
+    # One row is in one slot of every grouping set: it moves each noised field once per set.
+    touched = len(fields) * len(bound.layout.sets)
+    return NoisePlan(fields, calibrate(rho, touched, min_nodes, max_nodes), min_nodes, max_nodes)
 
 
 def sample_discrete_gaussian(scale: float, size: int) -> list[int]:

@@ -12,6 +12,10 @@
 ...     DatasetSchema("patients", (Column("age", ColumnType.INTEGER, bounds=(0, 99)),)),
 ... ).layout.slots  # 10 decades + NULL
 11
+>>> bind_query(parse_query(
+...     "SELECT sex, COUNT(*) FROM patients GROUP BY GROUPING SETS ((sex), ())"), schema,
+... ).layout.sets  # the slots of (sex), then the grand total's
+((0,), ())
 
 Pipeline: :func:`parse_query` (syntax and shape) -> :func:`bind_query` (columns, types,
 vector layout, fingerprint) -> :func:`compute_local` at every node (DuckDB: the fastest
@@ -24,7 +28,7 @@ Supported SQL::
     SELECT [group keys,] aggregate or arithmetic on aggregates [AS name], ...
     FROM dataset [AS alias]
     [WHERE predicate]
-    [GROUP BY group keys]
+    [GROUP BY group keys | [keys,] GROUPING SETS ((keys), ..., ()) | ROLLUP (...) | CUBE (...)]
     [HAVING condition on aggregates, group keys and aliases]
     [ORDER BY output columns [ASC|DESC] [NULLS FIRST|LAST]] [LIMIT n] [OFFSET m]
 
@@ -44,7 +48,9 @@ Supported SQL::
   integer literals) and only ``+ - *`` are used, else DOUBLE.
 * GROUP BY keys (:mod:`federation.query.groups`): categorical columns;
   ``FLOOR(col / w)`` on a numeric column with declared bounds; ``WIDTH_BUCKET(col, lo,
-  hi, n)``; ``CASE WHEN predicate THEN 'label' ... [ELSE 'label'] END``. Keys may be
+  hi, n)`` (exact buckets when ``(hi - lo) / n`` is a power of two and ``lo`` a
+  multiple of it, else computed in floating point); ``CASE WHEN predicate THEN 'label'
+  ... [ELSE 'label'] END``. Keys may be
   written as expressions, select-list positions or select aliases (a dataset column
   of the same name takes precedence, as in DuckDB). The groups of every key are fixed
   by the schema and the SQL, so every node's vector is aligned; a value outside a
@@ -60,12 +66,28 @@ Supported SQL::
   non-empty groups only. A query without GROUP BY returns exactly one row (or none
   when HAVING rejects it). HAVING, ORDER BY, LIMIT and OFFSET apply to these
   aggregated rows only, at the coordinator (they reveal nothing beyond the aggregates).
+* ``GROUP BY GROUPING SETS ((k1), (k2, k3), ())``, as in SQL: the rows of each set in
+  set order, each set's as above (its keys' combinations, zero cells included; the
+  empty set ``()`` is the one grand-total row), the keys outside a set NULL in its
+  rows. ``GROUPING(k, ...)`` (or ``GROUPING_ID``; in the select list and HAVING) is
+  the bitmask of the keys not in the row's set (last key lowest bit), telling a
+  set's NULL from a NULL group. Keys listed outside the sets are in every set
+  (``GROUP BY g, GROUPING SETS ((a), ())``); several GROUPING SETS multiply; ``ROLLUP
+  (a, b)`` is ``((a, b), (a), ())`` and ``CUBE (a, b)`` ``((a, b), (a), (b), ())`` (at
+  most 12 elements); a set listed twice gives its rows twice. The slots of all sets
+  together are bounded like one GROUP BY's (:data:`~federation.query.layout.MAX_GROUP_SLOTS`),
+  as are the sets (:data:`~federation.query.layout.MAX_GROUPING_SETS`); each node
+  computes all sets in one DuckDB statement. Every row is in one slot of every set, so
+  differential privacy spends the budget on each (:mod:`federation.dp.mechanism`). As
+  with several queries, sets may be differenced (a suppressed cell from a total and
+  the other cells).
 * WHERE: comparisons, AND/OR/NOT, [NOT] IN (literals), [NOT] BETWEEN, IS [NOT] NULL,
   [NOT] LIKE/ILIKE 'pattern' on text and categorical columns, + - * / % on numbers,
   ABS, LOWER, UPPER, LENGTH, numeric and string literals. It is rendered for DuckDB
   from the checked AST with quoted identifiers and escaped literals.
 * Refused: rows-returning queries (``SELECT *``, bare non-grouped columns), subqueries,
-  joins, CTEs, DISTINCT, window functions, FILTER, several statements, other
+  joins, CTEs, DISTINCT, window functions, FILTER, ``GROUP BY ALL``, ``WITH TOTALS``,
+  several statements, other
   functions (also on aggregates, e.g. ``SQRT(COUNT(*))``), table functions or
   qualified names in FROM.
 

@@ -28,6 +28,7 @@ from federation.query.groups import (
     GroupKey,
     WidthBucket,
     bind_group,
+    group_name,
     group_to_sqlglot,
 )
 from federation.query.layout import (
@@ -44,6 +45,7 @@ from federation.query.outputs import (
     BinaryOp,
     Compare,
     Connective,
+    Grouping,
     InSet,
     Negation,
     Negative,
@@ -168,13 +170,14 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
     if having is not None:
         used += aggregates_of(having)
     aggregations, products = _aggregations(schema, used)
-    layout = build_layout(group_keys, aggregations, products)
+    layout = build_layout(group_keys, aggregations, products, binder.sets)
     order_by = tuple(binder.order(item) for item in parsed.order_by)
     canonical_sql = _canonical_sql(
         dataset=schema.name,
         outputs=outputs,
         where=where,
         group_keys=group_keys,
+        sets=layout.sets if layout.grouping_sets else None,
         having=having,
         order_by=order_by,
         limit=parsed.limit,
@@ -187,6 +190,7 @@ def bind_query(parsed: ParsedQuery, schema: DatasetSchema) -> BoundQuery:
         "outputs": [[o.name, o.kind.value, repr(o.source)] for o in outputs],
         "where": repr(where),
         "group_by": [repr(k.expression) for k in group_keys],
+        "grouping_sets": [list(s) for s in layout.sets],
         "having": repr(having),
         "order_by": [repr(o) for o in order_by],
         "limit": parsed.limit,
@@ -247,6 +251,8 @@ def _scale(expr: ValueExpr, scales: dict[Aggregate, int | None]) -> int | None: 
     match expr:
         case Aggregate():
             return scales[expr]
+        case Grouping():
+            return 0
         case Number(text):
             if not text.isdigit():
                 return None
@@ -274,7 +280,28 @@ class _Binder:
         self.kinds: dict[Aggregate, ColumnKind] = {}
         self.scales: dict[Aggregate, int | None] = {}
         self.outputs: tuple[OutputColumn, ...] = ()
-        self.group_keys = tuple(self._group_key(g) for g in parsed.group_by)
+        self.group_keys, self.sets = self._grouping_sets()
+
+    def _grouping_sets(self) -> tuple[tuple[GroupKey, ...], tuple[tuple[int, ...], ...] | None]:
+        """The bound keys, each once (two spellings of one key, e.g. an alias and its
+        expression, are one key), and the grouping sets over them (``None``: one set of
+        every key)."""
+        keys: list[GroupKey] = []
+        index: list[int] = []
+        for expr in self.parsed.group_by:
+            key = self._group_key(expr)
+            found = next((i for i, k in enumerate(keys) if k.expression == key.expression), None)
+            if found is None:
+                keys.append(key)
+                found = len(keys) - 1
+            index.append(found)
+        written = self.parsed.grouping_sets
+        if written is None:
+            return tuple(keys), None
+        sets = tuple(tuple(sorted({index[i] for i in s})) for s in written)
+        if sets == (tuple(range(len(keys))),):
+            return tuple(keys), None
+        return tuple(keys), sets
 
     def _group_key(self, expr: GroupExpr) -> GroupKey:
         if isinstance(expr, GroupColumn) and not self.schema.has_column(expr.column):
@@ -282,13 +309,25 @@ class _Binder:
             for item in self.parsed.items:
                 if item.alias is not None and item.alias.lower() == expr.column.lower():
                     target = item.expression
-                    if isinstance(target, Aggregate | Negative | Binary):
+                    if isinstance(target, Aggregate | Grouping | Negative | Binary):
                         raise UnsupportedQueryError(
                             f"GROUP BY {expr.column} refers to an aggregate; group by "
                             "categorical columns or bucket expressions"
                         )
                     return bind_group(self.schema, target)
         return bind_group(self.schema, expr)
+
+    def grouping(self, expr: Grouping) -> Grouping:
+        """``GROUPING(keys)`` with every argument resolved to a GROUP BY key."""
+        keys = []
+        for arg in expr.keys:
+            bound = self._group_key(arg).expression
+            if not any(k.expression == bound for k in self.group_keys):
+                raise NonAggregateQueryError(
+                    f"GROUPING({_group_label(bound)}) needs a GROUP BY key; add it to GROUP BY"
+                )
+            keys.append(bound)
+        return Grouping(tuple(keys))
 
     def _matching_key(self, expr: GroupExpr, what: str) -> GroupKey:
         bound = bind_group(self.schema, expr).expression
@@ -320,6 +359,9 @@ class _Binder:
             assert isinstance(value, Negative | Binary)
             kind = ColumnKind.INTEGER if _integral(value, self.scales) else ColumnKind.DOUBLE
             return OutputColumn(alias or value_name(value, _leaf_name), kind, value)
+        if isinstance(expr, Grouping):
+            grouping = self.grouping(expr)
+            return OutputColumn(alias or _leaf_name(grouping), ColumnKind.INTEGER, grouping)
         key = self._matching_key(expr, "select item")
         return OutputColumn(alias or key.name, ColumnKind.GROUP, key.expression)
 
@@ -327,6 +369,8 @@ class _Binder:
         match expr:
             case Aggregate():
                 return self.aggregate(expr)
+            case Grouping():
+                return self.grouping(expr)
             case Number():
                 return expr
             case Negative(x):
@@ -354,6 +398,8 @@ class _Binder:
         match expr:
             case Aggregate():
                 return self.aggregate(expr), ValueType.NUMERIC
+            case Grouping():
+                return self.grouping(expr), ValueType.NUMERIC
             case Number():
                 return expr, ValueType.NUMERIC
             case Text():
@@ -407,7 +453,7 @@ class _Binder:
                     return key.expression, ValueType.STRING
         for out in self.outputs:
             if out.name.lower() == name.lower():
-                if isinstance(out.source, Aggregate | Negative | Binary):
+                if isinstance(out.source, Aggregate | Grouping | Negative | Binary):
                     return out.source, ValueType.NUMERIC
                 key = self._matching_key(out.source, "HAVING operand")
                 return key.expression, _key_type(key)
@@ -455,7 +501,7 @@ class _Binder:
         return BoundOrder(index, item.descending, item.nulls_first)
 
     def _order_expression(self, target: SelectExpr) -> ValueExpr:
-        if isinstance(target, Aggregate | Negative | Binary):
+        if isinstance(target, Aggregate | Grouping | Negative | Binary):
             return self._arithmetic(target)
         return bind_group(self.schema, target).expression
 
@@ -500,6 +546,8 @@ def _aggregate_name(agg: Aggregate) -> str:
 def _leaf_name(expr: ValueExpr) -> str:
     if isinstance(expr, Aggregate):
         return _aggregate_name(expr)
+    if isinstance(expr, Grouping):
+        return f"grouping({', '.join(group_name(k) for k in expr.keys)})"
     return repr(expr)  # not reached: arithmetic holds aggregates and numbers only
 
 
@@ -779,6 +827,8 @@ def _value_sql(expr: ValueExpr) -> exp.Expression:  # noqa: PLR0911, PLR0912 - o
             return exp.Not(this=exp.Paren(this=member)) if negated else member
         case OutputRef(name):
             return exp.Column(this=_identifier(name))
+        case Grouping(keys):
+            return exp.Grouping(expressions=[group_to_sqlglot(k) for k in keys])
         case _:
             return group_to_sqlglot(expr)
 
@@ -789,6 +839,7 @@ def _canonical_sql(
     outputs: tuple[OutputColumn, ...],
     where: Expr | None,
     group_keys: tuple[GroupKey, ...],
+    sets: tuple[tuple[int, ...], ...] | None,
     having: ValueExpr | None,
     order_by: tuple[BoundOrder, ...],
     limit: int | None,
@@ -800,8 +851,12 @@ def _canonical_sql(
     select = exp.select(*items).from_(exp.Table(this=_identifier(dataset)))
     if where is not None:
         select = select.where(to_sqlglot(where))
-    if group_keys:
-        select = select.group_by(*(group_to_sqlglot(k.expression) for k in group_keys))
+    keys = [group_to_sqlglot(k.expression) for k in group_keys]
+    if sets is not None:
+        specs = [exp.Tuple(expressions=[keys[k].copy() for k in s]) for s in sets]
+        select = select.group_by(exp.GroupingSets(expressions=specs))
+    elif keys:
+        select = select.group_by(*keys)
     if having is not None:
         select = select.having(_value_sql(having))
     if order_by:

@@ -38,6 +38,7 @@ decision reads the summed count only, so it reveals nothing a node's vector hold
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -53,6 +54,7 @@ from federation.query.outputs import (
     Aggregate,
     AggregateFunction,
     Binary,
+    Grouping,
     Negative,
     Number,
     Text,
@@ -294,10 +296,16 @@ def _sort(rows: list[tuple[Cell, ...]], order_by: tuple[BoundOrder, ...]) -> lis
 
 
 def _object_column(values: list[Any]) -> npt.NDArray[Any]:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
+    return np.fromiter(values, dtype=object, count=len(values))  # the cells as they are
+
+
+def _grouping_value(bound: BoundQuery, expr: Grouping, grouping_set: int) -> int:
+    """``GROUPING(keys)`` in a row of ``grouping_set``: a 1 bit per key outside the set."""
+    members = {bound.group_keys[k].expression for k in bound.layout.sets[grouping_set]}
+    value = 0
+    for key in expr.keys:
+        value = (value << 1) | (key not in members)
+    return value
 
 
 def _output_row(
@@ -307,6 +315,7 @@ def _output_row(
     key_index: dict[Any, int],
     *,
     suppressed: bool = False,
+    grouping_set: int = 0,
 ) -> tuple[Cell, ...] | None:
     """One slot's output row, or None when HAVING drops it (``suppressed``: every
     aggregate is NULL, below the minimum cell size)."""
@@ -314,21 +323,23 @@ def _output_row(
     def leaf(expr: ValueExpr) -> Value:
         if isinstance(expr, Aggregate):
             return None if suppressed else _exact(bound, expr, values)
+        if isinstance(expr, Grouping):
+            return _grouping_value(bound, expr, grouping_set)
         return labels[key_index[expr]]  # type: ignore[no-any-return]
 
     if bound.having is not None and evaluate(bound.having, leaf) is not True:
         return None
     if suppressed:
         return tuple(
-            None
-            if isinstance(o.source, Aggregate | Negative | Binary)
-            else labels[key_index[o.source]]
+            None if isinstance(o.source, Aggregate | Negative | Binary) else leaf(o.source)  # type: ignore[misc]
             for o in bound.outputs
         )
     row: list[Cell] = []
     for out in bound.outputs:
         src = out.source
-        if isinstance(src, Aggregate) and src.function.bivariate:
+        if isinstance(src, Grouping):
+            row.append(_grouping_value(bound, src, grouping_set))
+        elif isinstance(src, Aggregate) and src.function.bivariate:
             row.append(_to_cell(_bivariate(bound, src, values), ColumnKind.DOUBLE))
         elif isinstance(src, Aggregate):
             row.append(_cell(bound, src, values))
@@ -341,50 +352,138 @@ def _output_row(
 
 @dataclass(frozen=True)
 class _Groups:
-    """The group slots: every key's labels (NULL last), its positions reported only
-    with rows, every slot's label position per key, and each key's index."""
+    """The group slots: every key's labels (then NULL, then "not in the slot's grouping
+    set", both shown as NULL), its positions reported only with rows, every slot's label
+    position per key and grouping set, and each key's index."""
 
     choices: list[tuple[Any, ...]]
     sparse: list[set[int]]
     positions: list[npt.NDArray[np.int64]]
     key_index: dict[Any, int]
+    sets: npt.NDArray[np.int64]
+    sparse_slot: npt.NDArray[np.bool_]
 
 
-def _slot_rows(
+def _check_columns(bound: BoundQuery, columns: dict[Any, list[int]]) -> None:
+    """:func:`_check_consistent` over many slots at once (``columns``: per field, the
+    slots' values)."""
+    limit = MAX_NODES * MAX_ROWS_PER_NODE
+    rows = columns[(FieldKind.ROWS, None)]
+    ok = all(0 <= r <= limit for r in rows)
+    for agg in bound.aggregations:
+        name = agg.key
+        counts = columns[(FieldKind.COUNT, name)]
+        sums = columns.get((FieldKind.SUM, name)) or [0] * len(rows)
+        squares = columns.get((FieldKind.SUM_SQUARES, name))
+        ok = ok and all(0 <= n <= r for n, r in zip(counts, rows, strict=True))
+        if squares is not None:
+            ok = ok and all(
+                q >= 0 and n * q >= s * s and (n or not q)
+                for n, s, q in zip(counts, sums, squares, strict=True)
+            )
+        ok = ok and all(n or not s for n, s in zip(counts, sums, strict=True))
+    if not ok:
+        raise ProtocolError(
+            "the summed vector is not a sum of valid node vectors for this query (counts or "
+            "sums are inconsistent); nothing can be released from it"
+        )
+
+
+def _slot_rows(  # noqa: PLR0915 - one column builder per output kind
     bound: BoundQuery,
     fields: dict[Any, npt.NDArray[Any]],
     slots: npt.NDArray[np.int64],
     groups: _Groups,
     min_cell_size: int = 1,
 ) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]:
-    """The rows of the given slots, one slot at a time: (kept slots, output columns)."""
-    choices, sparse, key_index = groups.choices, groups.sparse, groups.key_index
-    positions = groups.positions
+    """The rows of the given slots: (kept slots, output columns).
+
+    Labels, grouping bitmasks and counts are read a column at a time; the other
+    aggregates, arithmetic and HAVING are evaluated slot by slot.
+    """
     names = list(fields)
-    columns = [fields[k][slots].tolist() for k in names]
-    slot_positions = [p[slots].tolist() for p in positions]
-    kept: list[int] = []
-    rows: list[tuple[Cell, ...]] = []
-    for i, slot in enumerate(slots.tolist()):
-        values = {k: int(c[i]) for k, c in zip(names, columns, strict=True)}
-        _check_consistent(bound, values)
-        pos = [p[i] for p in slot_positions]
-        if values[(FieldKind.ROWS, None)] == 0 and any(
-            p in s for p, s in zip(pos, sparse, strict=True)
-        ):
-            continue
-        row = _output_row(
-            bound,
-            values,
-            [c[p] for c, p in zip(choices, pos, strict=True)],
-            key_index,
-            suppressed=0 < values[(FieldKind.ROWS, None)] < min_cell_size,
-        )
-        if row is not None:
-            kept.append(slot)
-            rows.append(row)
-    out = [_object_column([r[j] for r in rows]) for j in range(len(bound.outputs))]
-    return np.array(kept, dtype=np.int64), out
+    columns = {k: fields[k][slots].tolist() for k in names}
+    _check_columns(bound, columns)
+    rows = columns[(FieldKind.ROWS, None)]
+    sparse = groups.sparse_slot[slots].tolist()
+    slot_sets = groups.sets[slots].tolist()
+    labels = [
+        [c[p] for p in pos[slots].tolist()]
+        for c, pos in zip(groups.choices, groups.positions, strict=True)
+    ]
+    suppressed = [0 < r < min_cell_size for r in rows]
+    values: dict[int, dict[Any, int]] = {}
+
+    def values_at(i: int) -> dict[Any, int]:
+        if i not in values:
+            values[i] = {k: int(columns[k][i]) for k in names}
+        return values[i]
+
+    def exact(agg: Aggregate, i: int) -> Value:
+        if suppressed[i]:
+            return None
+        if agg.function is AggregateFunction.COUNT and agg.column2 is None:
+            if agg.column is None:
+                return int(rows[i])
+            return int(columns[(FieldKind.COUNT, agg.column)][i])
+        return _exact(bound, agg, values_at(i))
+
+    def leaf_at(i: int) -> Callable[[ValueExpr], Value]:
+        def leaf(expr: ValueExpr) -> Value:
+            if isinstance(expr, Aggregate):
+                return exact(expr, i)
+            if isinstance(expr, Grouping):
+                return _grouping_value(bound, expr, slot_sets[i])
+            return labels[groups.key_index[expr]][i]  # type: ignore[no-any-return]
+
+        return leaf
+
+    kept = [i for i in range(len(rows)) if rows[i] or not sparse[i]]
+    having = bound.having
+    if having is not None and _reads_labels(having):
+        kept = [i for i in kept if evaluate(having, leaf_at(i)) is True]
+    elif having is not None:  # a function of the slot's values: once per distinct values
+        verdicts: dict[tuple[Any, ...], bool] = {}
+        passed = []
+        for i in kept:
+            values_key = (suppressed[i], *(columns[k][i] for k in names))
+            verdict = verdicts.get(values_key)
+            if verdict is None:
+                verdict = verdicts[values_key] = evaluate(having, leaf_at(i)) is True
+            if verdict:
+                passed.append(i)
+        kept = passed
+    out: list[npt.NDArray[Any]] = []
+    for o in bound.outputs:
+        src = o.source
+        column: list[Cell]
+        if isinstance(src, Grouping):
+            by_set = [_grouping_value(bound, src, s) for s in range(len(bound.layout.sets))]
+            column = [by_set[slot_sets[i]] for i in kept]
+        elif isinstance(src, Aggregate) and src.function.bivariate:
+            column = [
+                None if suppressed[i] else _to_cell(_bivariate(bound, src, values_at(i)), o.kind)
+                for i in kept
+            ]
+        elif isinstance(src, Aggregate):
+            counted = src.function is AggregateFunction.COUNT and src.column2 is None
+            column = [
+                None
+                if suppressed[i]
+                else exact(src, i)  # type: ignore[misc]
+                if counted
+                else _cell(bound, src, values_at(i))
+                for i in kept
+            ]
+        elif isinstance(src, Negative | Binary):
+            column = [
+                None if suppressed[i] else _to_cell(evaluate(src, leaf_at(i)), o.kind) for i in kept
+            ]
+        else:
+            key = labels[groups.key_index[src]]
+            column = [key[i] for i in kept]
+        out.append(_object_column(column))
+    return slots[np.array(kept, dtype=np.int64)], out
 
 
 def _shared_rows(
@@ -396,15 +495,18 @@ def _shared_rows(
     """The rows of slots that share ``values`` and differ only in their labels."""
     choices, positions, key_index = groups.choices, groups.positions, groups.key_index
     if (bound.having is not None and _reads_labels(bound.having)) or any(
-        isinstance(o.source, Negative | Binary) and _reads_labels(o.source) for o in bound.outputs
+        isinstance(o.source, Grouping)
+        or (isinstance(o.source, Negative | Binary) and _reads_labels(o.source))
+        for o in bound.outputs
     ):
-        # The labels enter an expression: evaluate slot by slot.
+        # The labels or grouping sets enter an expression: evaluate slot by slot.
         slot_positions = [p[slots].tolist() for p in positions]
+        slot_sets = groups.sets[slots].tolist()
         kept: list[int] = []
         rows: list[tuple[Cell, ...]] = []
         for i, slot in enumerate(slots.tolist()):
             labels = [c[p[i]] for c, p in zip(choices, slot_positions, strict=True)]
-            row = _output_row(bound, values, labels, key_index)
+            row = _output_row(bound, values, labels, key_index, grouping_set=slot_sets[i])
             if row is not None:
                 kept.append(slot)
                 rows.append(row)
@@ -428,6 +530,29 @@ def _shared_rows(
     return slots, columns
 
 
+def _slot_positions(
+    layout: VectorLayout,
+) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64]]:
+    """The label position of every slot for every key (each grouping set's slots in
+    itertools.product order of its keys; ``len(labels) + 1`` for a key outside the
+    slot's set), and every slot's grouping set."""
+    keys = layout.group_keys
+    if sum(layout.set_slots(s) for s in range(len(layout.sets))) != layout.slots:
+        raise ProtocolError("the vector layout does not match the query's groups")
+    positions = [np.full(layout.slots, len(k.labels) + 1, dtype=np.int64) for k in keys]
+    slot_sets = np.zeros(layout.slots, dtype=np.int64)
+    for index, (members, start) in enumerate(zip(layout.sets, layout.set_starts, strict=True)):
+        count = layout.set_slots(index)
+        ids = np.arange(count, dtype=np.int64)
+        stride = count
+        for k in members:
+            size = len(keys[k].labels) + 1
+            stride //= size
+            positions[k][start : start + count] = (ids // stride) % size
+        slot_sets[start : start + count] = index
+    return positions, slot_sets
+
+
 def finalize(
     bound: BoundQuery, total: npt.NDArray[np.uint64], *, min_cell_size: int = 1
 ) -> ResultTable:
@@ -449,27 +574,20 @@ def finalize(
     fields = _decode_fields(layout, np.ascontiguousarray(arr))
     keys = bound.group_keys
     key_index = {k.expression: i for i, k in enumerate(keys)}
-    # Every key's labels with NULL last, and which of them are reported only with rows.
-    choices = [(*k.labels, None) for k in keys]
+    # Every key's labels with NULL, then "outside the slot's grouping set" (NULL too),
+    # and which of them are reported only with rows.
+    choices = [(*k.labels, None, None) for k in keys]
     sparse = [{*k.sparse, len(k.labels)} for k in keys]
-    if math.prod(len(c) for c in choices) != layout.slots:
-        raise ProtocolError("the vector layout does not match the query's groups")
-    # The label position of every slot for every key (slots in itertools.product order).
-    slot_ids = np.arange(layout.slots, dtype=np.int64)
-    positions: list[npt.NDArray[np.int64]] = []
-    stride = layout.slots
-    for c in choices:
-        stride //= len(c)
-        positions.append((slot_ids // stride) % len(c))
+    positions, slot_sets = _slot_positions(layout)
     # Slots whose fields are all zero (no rows: the zero cells) share one set of
     # values, so their aggregates are computed once; the others one by one.
     empty = np.ones(layout.slots, dtype=np.bool_)
     for column in fields.values():
         empty &= column == 0
-    groups = _Groups(choices, sparse, positions, key_index)
     sparse_slot = np.zeros(layout.slots, dtype=np.bool_)
     for pos, s in zip(positions, sparse, strict=True):
         sparse_slot |= np.isin(pos, sorted(s))
+    groups = _Groups(choices, sparse, positions, key_index, slot_sets, sparse_slot)
     kept_slots: list[npt.NDArray[np.int64]] = []
     kept_columns: list[list[npt.NDArray[Any]]] = []
     shared = np.flatnonzero(empty & ~sparse_slot)

@@ -53,7 +53,14 @@ from sqlglot import exp
 from federation.encoding import FixedPointFormat, LimbPlan
 from federation.errors import DataError
 from federation.query.bind import BoundQuery
-from federation.query.groups import group_check, group_sql
+from federation.query.grouping_sets import (
+    SetsMode,
+    choose_mode,
+    outer_sql,
+    unique_sets,
+    value_alias,
+)
+from federation.query.groups import WidthBucket, group_check, group_sql
 from federation.query.layout import ColumnAggregation, FieldKind, ProductAggregation
 from federation.query.where import render_predicate
 from federation.schema import Column, ColumnType
@@ -232,6 +239,11 @@ class Plan:
     """Limbs ``(alias, shift)`` of a column's ``X`` already split, by column and tier."""
     narrow_values: dict[str, str] = field(default_factory=dict)
     """Aliases of a column's ``X`` as BIGINT already computed by a NARROW column."""
+    mode: SetsMode = SetsMode.SINGLE
+    """How the rows are grouped (:mod:`federation.query.grouping_sets`)."""
+    combined: dict[int, list[tuple[str, DataError]]] = field(default_factory=dict)
+    """Checks counted together (aggregate index -> each condition over the relation's
+    columns and its error), to find the one that failed."""
 
     def add(
         self, key: tuple[FieldKind, str | None], parts: list[_Sum], certify: int | None = None
@@ -507,20 +519,41 @@ def _masked(agg: ColumnAggregation) -> str:
     return f"(CASE WHEN {quote(agg.mask.name)} IS NOT NULL THEN {raw} END)"
 
 
+def _group_keys(bound: BoundQuery, plan: Plan) -> None:
+    """The group keys' values (and a bucket key's column as DOUBLE, one per column),
+    the row count, and the keys' checks (each distinct rule once)."""
+    for k, key in enumerate(bound.group_keys):
+        plan.stages[0].append((f"#g{k}", group_sql(key)))
+        e = key.expression
+        if isinstance(e, WidthBucket):
+            alias = value_alias(bound, k)
+            if all(alias != a for a, _ in plan.stages[0]):
+                plan.stages[0].append((alias, f"CAST({quote(e.column)} AS DOUBLE)"))
+    plan.add((FieldKind.ROWS, None), [_Sum("count(*)")])
+    rules: dict[str, tuple[str, DataError]] = {}
+    for k, key in enumerate(bound.group_keys):
+        rule = group_check(bound.schema, key)
+        if rule is not None and rule[0] not in rules:
+            rules[rule[0]] = (f"#k{k}", rule[1])
+            plan.stages[0].append((f"#k{k}", f"({rule[0]})"))
+    if len(rules) > 1 and len(unique_sets(bound)) > 1:
+        # Every aggregate runs once per grouping set: one combined count, split by a
+        # probe only when it fails (:attr:`Plan.combined`).
+        condition = " AND ".join(quote(alias) for alias, _ in rules.values())
+        plan.combined[len(plan.aggregates)] = [(c, e) for c, (_, e) in rules.items()]
+        plan.check(condition, next(iter(rules.values()))[1])
+    else:
+        for alias, error in rules.values():
+            plan.check(quote(alias), error)
+
+
 def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
     """The local query with ``tiers[i]`` for item ``i``: ``bound.aggregations``, then
     the product columns (:func:`item_tiers`)."""
     plan = Plan(tiers=tiers)
     count = len(bound.aggregations)
     few_groups = bool(bound.group_keys) and bound.layout.slots <= _FEW_SLOTS
-    for k, key in enumerate(bound.group_keys):
-        plan.stages[0].append((f"#g{k}", group_sql(key)))
-    plan.add((FieldKind.ROWS, None), [_Sum("count(*)")])
-    for k, key in enumerate(bound.group_keys):
-        rule = group_check(bound.schema, key)
-        if rule is not None:
-            plan.stages[0].append((f"#k{k}", f"({rule[0]})"))
-            plan.check(quote(f"#k{k}"), rule[1])
+    _group_keys(bound, plan)
     for i, (agg, tier) in enumerate(zip(bound.aggregations, tiers[:count], strict=True)):
         raw = quote(f"#x{i}")
         value, name = _masked(agg), agg.key
@@ -546,6 +579,7 @@ def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
             domain = ", ".join(string_literal(v) for v in agg.column.domain)
             plan.check(f"{raw} IN ({domain})", domain_error(agg.column))
     _products(bound, plan, tiers[count:])
+    plan.mode = choose_mode(bound)
     return plan
 
 
@@ -574,28 +608,29 @@ def render(bound: BoundQuery, plan: Plan, relation: str) -> str:
     Every piece is generated here from the bound query: quoted identifiers, literals
     from the schema, the predicate rendered by sqlglot. ``relation`` is trusted. Each
     projection computes only the aliases that later stages or aggregates use, and
-    carries forward only those.
+    carries forward only those. Several grouping sets: :mod:`federation.query.grouping_sets`.
     """
-    keys = [quote(f"#g{k}") for k in range(len(bound.group_keys))]
     stages = [stage for stage in plan.stages if stage] or [[]]
     order = {alias: n for n, (alias, _) in enumerate(a for stage in stages for a in stage)}
-    need = set(_ALIAS.findall(" ".join([*keys, *plan.aggregates])))
-    projections: list[list[str]] = []
-    for stage in reversed(stages):
-        kept = [(alias, expr) for alias, expr in stage if alias in need]
-        made = {alias for alias, _ in kept}
-        carried = sorted(need - made, key=order.__getitem__)
-        projections.append(
-            [quote(a) for a in carried] + [f"{expr} AS {quote(alias)}" for alias, expr in kept]
-        )
-        need = (need - made) | set(_ALIAS.findall(" ".join(expr for _, expr in kept)))
-    projections.reverse()
-    sql = f"SELECT {', '.join(projections[0]) or '1'} FROM {relation}"  # noqa: S608
-    if bound.where is not None:
-        sql += f" WHERE {render_predicate(bound.where)}"
-    for items in projections[1:]:
-        sql = f"SELECT {', '.join(items) or '1'} FROM ({sql})"  # noqa: S608
-    outer = f"SELECT {', '.join([*keys, *plan.aggregates])} FROM ({sql})"  # noqa: S608
-    if keys:
-        outer += f" GROUP BY {', '.join(keys)}"
-    return outer
+
+    def staged(texts: list[str]) -> str:
+        need = set(_ALIAS.findall(" ".join(texts)))
+        projections: list[list[str]] = []
+        for stage in reversed(stages):
+            kept = [(alias, expr) for alias, expr in stage if alias in need]
+            made = {alias for alias, _ in kept}
+            carried = sorted(need - made, key=order.__getitem__)
+            projections.append(
+                [quote(a) for a in carried] + [f"{expr} AS {quote(alias)}" for alias, expr in kept]
+            )
+            need = (need - made) | set(_ALIAS.findall(" ".join(expr for _, expr in kept)))
+        projections.reverse()
+        sql = f"SELECT {', '.join(projections[0]) or '1'} FROM {relation}"  # noqa: S608
+        if bound.where is not None:
+            sql += f" WHERE {render_predicate(bound.where)}"
+        for items in projections[1:]:
+            sql = f"SELECT {', '.join(items) or '1'} FROM ({sql})"  # noqa: S608
+        return sql
+
+    checks = {index for index, _ in plan.checks}
+    return outer_sql(bound, plan.mode, plan.aggregates, checks, staged)

@@ -12,7 +12,10 @@ the schema and the SQL alone, before any data is read:
 * :class:`WidthBucket`: ``WIDTH_BUCKET(col, lo, hi, n)`` with numeric literals
   ``lo < hi`` and ``n >= 1``, PostgreSQL semantics: ``1..n`` for equal-width buckets
   of ``[lo, hi)``, ``0`` below ``lo``, ``n + 1`` at or above ``hi`` (INTEGER labels).
-  NaN refuses the query.
+  Buckets 0 and n+1 are exact comparisons; the inner buckets are computed in floating
+  point (a value next to a boundary may land in the neighbouring bucket), exactly when
+  the bucket width is a power of two and ``lo`` a multiple of it
+  (:func:`dyadic_width`). NaN refuses the query.
 * :class:`CaseBucket`: ``CASE WHEN pred THEN 'label' ... [ELSE 'label'] END`` with
   string-literal labels; the groups are the distinct labels in order of appearance
   (rows matching no branch and no ELSE form the NULL group).
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlglot import exp
 
@@ -49,12 +53,16 @@ __all__ = [
     "GroupKey",
     "WidthBucket",
     "bind_group",
+    "bucket_sql",
+    "double_literal",
+    "dyadic_width",
     "group_check",
     "group_expr_from_sqlglot",
     "group_name",
     "group_sql",
     "group_to_sqlglot",
     "key_columns",
+    "width_bucket_sql",
 ]
 
 MAX_BUCKETS = 2**20
@@ -351,9 +359,7 @@ def group_sql(key: GroupKey) -> str:
         return f"floor({value} / {_double(e.width)})"
     if isinstance(e, WidthBucket):
         x = f"CAST({_quote(e.column)} AS DOUBLE)"
-        lo, hi = _double(e.low), _double(e.high)
-        fraction = f"({x} - {lo}) / ({hi} - {lo})"
-        inside = f"least(CAST(floor({e.count} * ({fraction})) AS BIGINT), {e.count - 1}) + 1"
+        lo, hi, inside = width_bucket_sql(e, x)
         return (
             f"CASE WHEN {x} IS NULL THEN NULL WHEN {x} < {lo} THEN 0 "
             f"WHEN {x} >= {hi} THEN {e.count + 1} ELSE {inside} END"
@@ -368,6 +374,67 @@ def group_sql(key: GroupKey) -> str:
         else ""
     )
     return f"CASE {parts}{default} END"
+
+
+def dyadic_width(low: float, high: float, count: int) -> float | None:
+    """The bucket width ``w`` of ``WIDTH_BUCKET(x, low, high, count)`` when every bucket
+    boundary ``low + k·w`` is a double that DuckDB computes exactly (so the node puts
+    every value in its exact bucket); otherwise ``None``.
+
+    That is when ``w = (high - low) / count`` is a power of two (a normal double),
+    ``low`` is a multiple of ``w`` and ``|low|, |high| <= 2**53·w``.
+
+    >>> dyadic_width(0.0, 1.0, 4), dyadic_width(0.0, 1.0, 3), dyadic_width(0.25, 1.25, 4)
+    (0.25, None, 0.25)
+    """
+    if not (math.isfinite(low) and math.isfinite(high) and low < high and count >= 1):
+        return None
+    w = (Fraction(high) - Fraction(low)) / count
+    num, den = w.numerator, w.denominator
+    if not ((num == 1 and den & (den - 1) == 0) or (den == 1 and num & (num - 1) == 0)):
+        return None
+    width = float(w)
+    if not 2.0**-1022 <= width <= 2.0**1000 or (Fraction(low) / w).denominator != 1:
+        return None
+    return width if max(abs(low), abs(high)) <= 2.0**53 * width else None
+
+
+def double_literal(value: float) -> str:
+    """A DuckDB DOUBLE literal of a finite double, exact (``repr`` with an exponent:
+    DuckDB reads it as a DOUBLE, correctly rounded)."""
+    text = repr(float(value))
+    return text if "e" in text else f"{text}e0"
+
+
+def bucket_sql(x: str, lo: str, hi: str, count: int, exact: tuple[str, str] | None) -> str:
+    """The bucket (1 to ``count``) of a value ``x`` known to lie in ``[lo, hi)``, all
+    SQL of DOUBLEs; ``exact``: the SQL of the width ``w`` and of ``1/w`` for dyadic
+    bounds (:func:`dyadic_width`), else ``None``.
+
+    The bucket is ``floor(n·(x - lo) / (hi - lo)) + 1`` in floating point, which may put
+    a value next to a boundary in the neighbouring bucket; with dyadic bounds it is
+    exact: the estimate ``e = floor((x - lo)·(1/w))`` is off by at most one (``x - lo``
+    is rounded once, by far less than ``w``), and two comparisons with the exact
+    boundaries ``lo + e·w`` and ``lo + (e+1)·w`` correct it.
+    """
+    if exact is not None:
+        w, inverse = exact
+        estimate = f"least(floor(({x} - {lo}) * {inverse}), {double_literal(count - 1)})"
+        below = f"({x} < {lo} + {estimate} * {w})::INTEGER"
+        above = f"({x} >= {lo} + ({estimate} + 1) * {w})::INTEGER"
+        return f"CAST({estimate} + 1 - {below} + {above} AS BIGINT)"
+    fraction = f"({x} - {lo}) / ({hi} - {lo})"
+    return f"least(CAST(floor({count} * ({fraction})) AS BIGINT), {count - 1}) + 1"
+
+
+def width_bucket_sql(e: WidthBucket, x: str) -> tuple[str, str, str]:
+    """DuckDB SQL of a WIDTH_BUCKET's bounds and of the bucket of a value ``x`` (SQL of
+    a DOUBLE) known to lie in ``[lo, hi)`` (:func:`bucket_sql`): ``(lo, hi, bucket)``."""
+    low, high = float(e.low), float(e.high)
+    lo, hi = double_literal(low), double_literal(high)
+    width = dyadic_width(low, high, e.count)
+    exact = None if width is None else (double_literal(width), double_literal(1 / width))
+    return lo, hi, bucket_sql(x, lo, hi, e.count, exact)
 
 
 def group_check(schema: DatasetSchema, key: GroupKey) -> tuple[str, DataError] | None:

@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from federation.encoding import MAX_ROWS_PER_NODE, encode_integer
+from federation.encoding import DIGIT_BITS, MAX_ROWS_PER_NODE, encode_integer
 from federation.errors import DataError, SchemaMismatchError
 from federation.query.bind import BoundQuery
 from federation.query.expr import columns_of
@@ -39,6 +39,7 @@ from federation.query.formulation import (
     render,
     string_literal,
 )
+from federation.query.grouping_sets import RowReader, leading_columns
 from federation.query.groups import GroupColumn, GroupKey, key_columns
 from federation.query.layout import ColumnAggregation, FieldKind
 from federation.query.where import render_predicate
@@ -59,6 +60,8 @@ _ACCEPTED_TYPES: dict[ColumnType, frozenset[str]] = {
 _SAFE_MESSAGE_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException)
 
 Rows = list[tuple[object, ...]]
+_HALF_DIGIT = 1 << (DIGIT_BITS - 1)
+"""A value fits one balanced digit when ``-_HALF_DIGIT <= value < _HALF_DIGIT``."""
 
 
 def local_sql(bound: BoundQuery, relation: str, tiers: tuple[Tier, ...] | None = None) -> str:
@@ -151,9 +154,9 @@ def _run(
     bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str, tiers: tuple[Tier, ...]
 ) -> tuple[Plan, Rows]:
     """Run the local query from ``tiers`` on, escalating until a formulation applies."""
-    ngroups = len(bound.group_keys)
     while True:
         plan = build_plan(bound, tiers)
+        ngroups = leading_columns(bound, plan.mode)
         try:
             rows = con.execute(render(bound, plan, relation)).fetchall()
         except duckdb.Error as exc:
@@ -167,7 +170,7 @@ def _run(
         for index, error in plan.checks:
             if any(row[ngroups + index] for row in rows):
                 _diagnose(bound, con, relation)
-                raise error
+                raise _failed_check(bound, con, relation, plan.combined.get(index), error)
         failed = {i for index, i in plan.certified if not _certified(rows, ngroups + index)}
         if not failed:
             return plan, rows
@@ -199,6 +202,26 @@ def _escalate(
     if not wide:
         return reference
     return tuple(_next_tier(bound, i, t) if i in wide else t for i, t in enumerate(tiers))
+
+
+def _failed_check(
+    bound: BoundQuery,
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    parts: list[tuple[str, DataError]] | None,
+    error: DataError,
+) -> DataError:
+    """The error of a failed check; for checks counted together, of the first that fails."""
+    if not parts:
+        return error
+    sql = f"SELECT {', '.join(f'count_if(NOT ({c}))' for c, _ in parts)} FROM {relation}"  # noqa: S608
+    if bound.where is not None:
+        sql += f" WHERE {render_predicate(bound.where)}"
+    try:
+        row = con.execute(sql).fetchall()[0]  # an ungrouped aggregate: exactly one row
+    except duckdb.Error as exc:
+        return _evaluation_error(exc)
+    return next((e for count, (_, e) in zip(row, parts, strict=True) if count), error)
 
 
 def _next_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
@@ -302,31 +325,71 @@ def _unknown_group(bound: BoundQuery, key: GroupKey) -> DataError:
     )
 
 
+def _offsets(
+    bound: BoundQuery,
+    lookups: list[dict[object, int]],
+    keys: list[tuple[int, tuple[object, ...]]],
+    indices: list[int],
+) -> npt.NDArray[np.int64]:
+    """The slot of each row (``indices``) within its grouping set, from the set's keys
+    (``(key index, column of the rows' values)``, the last key varying fastest)."""
+    offset = np.zeros(len(indices), dtype=np.int64)
+    stride = 1
+    for k, column in reversed(keys):
+        key, lookup = bound.group_keys[k], lookups[k]
+        null = len(key.labels)
+        found = [null if column[i] is None else lookup.get(column[i], -1) for i in indices]
+        position = np.array(found, dtype=np.int64)
+        if (position < 0).any():
+            raise _unknown_group(bound, key)
+        offset += position * stride
+        stride *= null + 1
+    return offset
+
+
 def _encode(bound: BoundQuery, plan: Plan, rows: Rows) -> npt.NDArray[np.uint64]:
+    """The vector from the local query's rows: each row is one group of one grouping set
+    (told by the columns after the keys when there are several,
+    :class:`~federation.query.grouping_sets.RowReader`), written into the slots of every
+    layout set equal to it. Fields of one digit read from one aggregate (row counts) are
+    written a column at a time."""
     layout = bound.layout
     vector = np.zeros(layout.length, dtype=np.uint64)
-    ngroups = len(bound.group_keys)
-    lookups = [{v: i for i, v in enumerate(key.labels)} for key in bound.group_keys]
+    if not rows:
+        return vector
+    lead = leading_columns(bound, plan.mode)
+    columns = list(zip(*rows, strict=True))
+    lookups: list[dict[object, int]] = [
+        {v: i for i, v in enumerate(key.labels)} for key in bound.group_keys
+    ]
+    width, starts = layout.slot_width, layout.set_starts
     total_rows = 0
-    for row in rows:
-        positions = []
-        for k, group in enumerate(bound.group_keys):
-            label = row[k]
-            if label is None:
-                positions.append(len(group.labels))
-            elif label in lookups[k]:
-                positions.append(lookups[k][label])
-            else:
-                raise _unknown_group(bound, group)
-        base = layout.slot_index(tuple(positions)) * layout.slot_width
+    for sets, indices, at in RowReader(bound, plan.mode).partition(columns):
+        keys = [(k, columns[c]) for k, c in zip(layout.sets[sets[0]], at, strict=True)]
+        offset = _offsets(bound, lookups, keys, indices)
+        bases = [(starts[s] + offset) * width for s in sets]
         for field in layout.fields:
             parts = plan.quantities[(field.kind, field.column)]
-            value = sum(_exact(row[ngroups + j]) << shift for j, shift in parts)
-            if field.kind is FieldKind.ROWS:
-                total_rows += value
-            if value:
-                digits = encode_integer(value, field.digits)
-                vector[base + field.offset : base + field.offset + field.digits] = digits
+            if field.digits == 1 and len(parts) == 1 and parts[0][1] == 0:
+                column = columns[lead + parts[0][0]]
+                values = np.array([_exact(column[i]) for i in indices], dtype=object)
+                if field.kind is FieldKind.ROWS and sets[0] == 0:
+                    total_rows += int(values.sum())  # every set holds every row: count one
+                for value in values[(values < -_HALF_DIGIT) | (values >= _HALF_DIGIT)]:
+                    encode_integer(int(value), 1)  # raises: it does not fit the field
+                words = values.astype(np.int64).view(np.uint64)
+                for base in bases:
+                    vector[base + field.offset] = words
+                continue
+            for n, i in enumerate(indices):
+                value = sum(_exact(columns[lead + j][i]) << shift for j, shift in parts)
+                if field.kind is FieldKind.ROWS and sets[0] == 0:
+                    total_rows += value
+                if value:
+                    digits = encode_integer(value, field.digits)
+                    for base in bases:
+                        start = int(base[n]) + field.offset
+                        vector[start : start + field.digits] = digits
     if total_rows > MAX_ROWS_PER_NODE:
         raise DataError(
             f"the node aggregates {total_rows} rows; at most {MAX_ROWS_PER_NODE} per node are "

@@ -29,6 +29,7 @@ __all__ = [
     "BinaryOp",
     "Compare",
     "Connective",
+    "Grouping",
     "InSet",
     "Negation",
     "Negative",
@@ -248,9 +249,22 @@ class InSet:
     negated: bool = False
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """``GROUPING(key, ...)`` (also spelled ``GROUPING_ID``): in each output row, the
+    bitmask of the keys *not* in the row's grouping set, the last key the lowest bit.
+
+    It tells a row of a grouping set that leaves a key out (NULL there) from the NULL
+    group of that key. ``keys`` are GROUP BY keys.
+    """
+
+    keys: tuple[GroupExpr, ...]
+
+
 ValueExpr = (
     Aggregate
     | GroupExpr
+    | Grouping
     | Number
     | Text
     | Null

@@ -10,6 +10,7 @@ what was found and what to write instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from federation.query.groups import (
     WidthBucket,
     group_expr_from_sqlglot,
 )
+from federation.query.layout import MAX_GROUPING_SETS
 from federation.query.outputs import (
     Aggregate,
     AggregateFunction,
@@ -34,6 +36,7 @@ from federation.query.outputs import (
     BinaryOp,
     Compare,
     Connective,
+    Grouping,
     InSet,
     Negation,
     Negative,
@@ -71,8 +74,15 @@ __all__ = [
 MAX_SQL_LENGTH = 100_000
 """Longer query texts are refused before parsing."""
 
-SelectExpr = Aggregate | GroupExpr | Negative | Binary
-"""What a select item computes: an aggregate, a GROUP BY key, or arithmetic on aggregates."""
+SelectExpr = Aggregate | GroupExpr | Grouping | Negative | Binary
+"""What a select item computes: an aggregate, a GROUP BY key, ``GROUPING(keys)``, or
+arithmetic on aggregates."""
+
+_SET_NODES = (exp.GroupingSets, exp.Rollup, exp.Cube)
+_MAX_CUBE = 12
+"""The most elements of a CUBE (2**12 grouping sets)."""
+MAX_GROUPING_ARGUMENTS = 64
+"""The most keys ``GROUPING(...)`` takes (as DuckDB)."""
 
 _AGGREGATES: dict[type[exp.Expression], AggregateFunction] = {
     exp.Count: AggregateFunction.COUNT,
@@ -183,6 +193,9 @@ class ParsedQuery:
     limit: int | None = None
     offset: int | None = None
     having: ValueExpr | None = None
+    grouping_sets: tuple[tuple[int, ...], ...] | None = None
+    """For ``GROUPING SETS``, ``ROLLUP`` or ``CUBE``: each grouping set as ascending
+    indices into ``group_by``; ``None`` for an ordinary GROUP BY (one set of every key)."""
 
 
 def parse_query(sql: str) -> ParsedQuery:
@@ -249,7 +262,7 @@ class _SelectParser:
                 )
         dataset = self._from()
         items = self._select_list()
-        group_by = self._group_by(items)
+        group_by, grouping_sets = self._group_by(items)
         where_node = self.stmt.args.get("where")
         where = predicate_from_sqlglot(where_node.this, self.table_names) if where_node else None
         self._check_aggregate_shape(items, group_by)
@@ -262,6 +275,7 @@ class _SelectParser:
             items=items,
             where=where,
             group_by=group_by,
+            grouping_sets=grouping_sets,
             order_by=self._order_by(),
             limit=_literal_int(limit_node.expression, "LIMIT") if limit_node else None,
             offset=_literal_int(offset_node.expression, "OFFSET") if offset_node else None,
@@ -312,6 +326,8 @@ class _SelectParser:
                 "SELECT * would return individual rows; select aggregates such as COUNT(*) "
                 "or AVG(col), optionally with GROUP BY on categorical columns"
             )
+        if isinstance(node, exp.Grouping | exp.GroupingId):
+            return self._grouping(node)
         group = group_expr_from_sqlglot(node, self.table_names)
         if group is not None:
             return group
@@ -361,6 +377,8 @@ class _SelectParser:
             return Negative(self._arithmetic(node.this))
         if isinstance(node, exp.Literal) and not node.is_string:
             return self._number(node)
+        if isinstance(node, exp.Grouping | exp.GroupingId):
+            return self._grouping(node)
         aggregate = self._aggregate(node)
         if aggregate is not None:
             return aggregate
@@ -400,6 +418,8 @@ class _SelectParser:
             return Null()
         if isinstance(node, exp.Column):
             return OutputRef(self._column(node))
+        if isinstance(node, exp.Grouping | exp.GroupingId):
+            return self._grouping(node)
         group = group_expr_from_sqlglot(node, self.table_names)
         if group is not None:
             return group
@@ -462,6 +482,23 @@ class _SelectParser:
         if low is None or high is None:
             raise UnsupportedQueryError("BETWEEN needs a lower and an upper bound")
         return Range(self._operand(node.this), self._operand(low), self._operand(high), negated)
+
+    def _grouping(self, node: exp.Grouping | exp.GroupingId) -> Grouping:
+        """``GROUPING(key, ...)``: each argument a GROUP BY key (checked when binding)."""
+        args = list(node.expressions)
+        if not args or len(args) > MAX_GROUPING_ARGUMENTS:
+            raise UnsupportedQueryError(
+                f"GROUPING takes 1 to {MAX_GROUPING_ARGUMENTS} GROUP BY keys, found {len(args)}"
+            )
+        keys: list[GroupExpr] = []
+        for arg in args:
+            key = group_expr_from_sqlglot(arg, self.table_names)
+            if key is None:
+                raise UnsupportedQueryError(
+                    f"the arguments of GROUPING must be GROUP BY keys, found {arg.sql()!r}"
+                )
+            keys.append(key)
+        return Grouping(tuple(keys))
 
     def _aggregate(self, node: exp.Expression) -> Aggregate | None:
         if isinstance(node, exp.Window):
@@ -585,46 +622,118 @@ class _SelectParser:
             "numeric columns, numeric literals, + - * /, unary minus, parentheses and EXP"
         )
 
-    def _group_by(self, items: tuple[SelectItem, ...]) -> tuple[GroupExpr, ...]:
+    def _group_by(
+        self, items: tuple[SelectItem, ...]
+    ) -> tuple[tuple[GroupExpr, ...], tuple[tuple[int, ...], ...] | None]:
+        """The GROUP BY keys (each once, in first-use order) and, for GROUPING SETS,
+        ROLLUP or CUBE, the grouping sets as ascending key indices (``None``: an
+        ordinary GROUP BY of every key)."""
         group = self.stmt.args.get("group")
         if group is None:
-            return ()
-        extra = [k for k, v in group.args.items() if v and k != "expressions"]
+            return (), None
+        extra = [k for k, v in group.args.items() if v and k in ("totals", "all")]
         if extra:
             raise UnsupportedQueryError(
-                "GROUP BY supports plain column names only (no ROLLUP, CUBE, GROUPING SETS or ALL)"
+                f"GROUP BY {'ALL' if 'all' in extra else '... WITH TOTALS'} is not supported; "
+                "name the keys, or use GROUPING SETS"
             )
+        elements: list[exp.Expression] = list(group.expressions)
+        for name in ("grouping_sets", "rollup", "cube"):
+            elements += list(group.args.get(name) or [])
         keys: list[GroupExpr] = []
-        for node in group.expressions:
-            key: GroupExpr | None
-            if isinstance(node, exp.Literal) and not node.is_string:
-                pos = _literal_int(node, "a GROUP BY position")
-                if not 1 <= pos <= len(items):
-                    raise UnsupportedQueryError(
-                        f"GROUP BY {pos} is out of range: the select list has {len(items)} items"
-                    )
-                target = items[pos - 1].expression
-                if not isinstance(target, GroupColumn | FloorBucket | WidthBucket | CaseBucket):
-                    raise UnsupportedQueryError(f"GROUP BY {pos} refers to an aggregate")
-                key = target
-            else:
-                key = group_expr_from_sqlglot(node, self.table_names)
-            if key is None:
-                raise UnsupportedQueryError(
-                    f"GROUP BY {node.sql()!r} is not supported; group by categorical columns or "
-                    "bucket expressions (FLOOR(col / w), WIDTH_BUCKET(col, lo, hi, n), "
-                    "CASE WHEN ... THEN 'label' ... END)"
-                )
-            if key in keys or (
-                isinstance(key, GroupColumn)
-                and any(
-                    isinstance(k, GroupColumn) and k.column.lower() == key.column.lower()
-                    for k in keys
-                )
-            ):
-                raise UnsupportedQueryError(f"GROUP BY names {node.sql()!r} twice")
+        plain = not any(isinstance(e, _SET_NODES) for e in elements)
+
+        def index_of(node: exp.Expression) -> int:
+            key = self._group_key(node, items)
+            for i, known in enumerate(keys):
+                if known == key or (
+                    isinstance(known, GroupColumn)
+                    and isinstance(key, GroupColumn)
+                    and known.column.lower() == key.column.lower()
+                ):
+                    if plain:
+                        raise UnsupportedQueryError(f"GROUP BY names {node.sql()!r} twice")
+                    return i
             keys.append(key)
-        return tuple(keys)
+            return len(keys) - 1
+
+        sets: list[tuple[int, ...]] = [()]
+        for element in elements:
+            options = self._element_sets(element, index_of)
+            sets = [tuple(sorted({*a, *b})) for a in sets for b in options]
+            if len(sets) > MAX_GROUPING_SETS:
+                raise UnsupportedQueryError(
+                    f"the GROUP BY clause expands to more than {MAX_GROUPING_SETS} grouping "
+                    "sets; list fewer"
+                )
+        if sets == [tuple(range(len(keys)))]:
+            return tuple(keys), None  # one set of every key: an ordinary GROUP BY
+        return tuple(keys), tuple(sets)
+
+    def _element_sets(
+        self, node: exp.Expression, index_of: Callable[[exp.Expression], int]
+    ) -> list[tuple[int, ...]]:
+        """The grouping sets one GROUP BY element stands for (a plain key: one set)."""
+        if isinstance(node, exp.GroupingSets):
+            out: list[tuple[int, ...]] = []
+            for spec in node.expressions:
+                if isinstance(spec, exp.GroupingSets | exp.Rollup | exp.Cube):
+                    out += self._element_sets(spec, index_of)
+                else:
+                    out.append(self._set_keys(spec, index_of))
+            return out
+        if isinstance(node, exp.Rollup | exp.Cube):
+            parts = [self._set_keys(e, index_of) for e in node.expressions]
+            if isinstance(node, exp.Rollup):
+                return [tuple(k for p in parts[:n] for k in p) for n in range(len(parts), -1, -1)]
+            if len(parts) > _MAX_CUBE:
+                raise UnsupportedQueryError(
+                    f"CUBE of {len(parts)} elements gives {2 ** len(parts)} grouping sets; at "
+                    f"most {_MAX_CUBE} elements are supported"
+                )
+            return [
+                tuple(k for j, p in enumerate(parts) if mask >> (len(parts) - 1 - j) & 1 for k in p)
+                for mask in range(2 ** len(parts) - 1, -1, -1)
+            ]
+        return [(index_of(node),)]
+
+    def _set_keys(
+        self, node: exp.Expression, index_of: Callable[[exp.Expression], int]
+    ) -> tuple[int, ...]:
+        """The keys of one grouping set: ``(a, b)``, ``(a)``, ``a`` or ``()``."""
+        parts = node.expressions if isinstance(node, exp.Tuple) else [node]
+        if isinstance(node, exp.Paren) and isinstance(node.this, exp.Tuple):
+            return self._set_keys(node.this, index_of)
+        if any(isinstance(p, _SET_NODES) for p in parts):
+            raise UnsupportedQueryError(
+                "GROUPING SETS, ROLLUP and CUBE cannot be nested inside a grouping set's "
+                "key list; list them as elements of GROUPING SETS (...) instead"
+            )
+        return tuple(index_of(p) for p in parts)
+
+    def _group_key(self, node: exp.Expression, items: tuple[SelectItem, ...]) -> GroupExpr:
+        """One GROUP BY key: an expression, a select-list position or an alias."""
+        key: GroupExpr | None
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if isinstance(node, exp.Literal) and not node.is_string:
+            pos = _literal_int(node, "a GROUP BY position")
+            if not 1 <= pos <= len(items):
+                raise UnsupportedQueryError(
+                    f"GROUP BY {pos} is out of range: the select list has {len(items)} items"
+                )
+            target = items[pos - 1].expression
+            if not isinstance(target, GroupColumn | FloorBucket | WidthBucket | CaseBucket):
+                raise UnsupportedQueryError(f"GROUP BY {pos} refers to an aggregate")
+            return target
+        key = group_expr_from_sqlglot(node, self.table_names)
+        if key is None:
+            raise UnsupportedQueryError(
+                f"GROUP BY {node.sql()!r} is not supported; group by categorical columns or "
+                "bucket expressions (FLOOR(col / w), WIDTH_BUCKET(col, lo, hi, n), "
+                "CASE WHEN ... THEN 'label' ... END), or list grouping sets of them"
+            )
+        return key
 
     @staticmethod
     def _check_aggregate_shape(

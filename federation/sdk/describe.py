@@ -13,8 +13,9 @@ describe fewer), and the per-group exact sums add up to each column's totals.
 
 Quantiles (by default 25%, 50%, 75%, as ``pandas.DataFrame.describe``) take extra
 jobs: after the summary job, histogram refinement rounds
-(:mod:`federation.query.quantiles`), each round one histogram job per column and
-interval still being narrowed (run side by side), typically 10-13 rounds. They are
+(:mod:`federation.query.quantiles`), each round one job whose grouping sets are the
+histograms of every column and interval still being narrowed (the first round one per
+column, for all its quantiles), typically 3 rounds. They are
 ``QUANTILE_CONT`` (linear interpolation, as pandas and DuckDB), over the same rows
 (``where``); each reported value is within its error bound
 (:attr:`Description.quantile_errors`, 0.0 when exact: integer columns, or an interval
@@ -35,15 +36,10 @@ from typing import TYPE_CHECKING
 from federation.encoding import fixed_point_format
 from federation.errors import QueryTypeError, UnsupportedQueryError
 from federation.query.finalize import sqrt_ratio
-from federation.query.quantiles import (
-    RankSearch,
-    interpolate,
-    ranks,
-    split_quantiles,
-)
+from federation.query.quantiles import RankSearch, interpolate, ranks, split_quantiles
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.sdk.moments import Runner, quote_identifier
-from federation.sdk.quantiles import rank_interval, refine, start_interval
+from federation.sdk.quantiles import rank_searches, refine
 from federation.table import Cell
 
 if TYPE_CHECKING:
@@ -235,10 +231,10 @@ def _quantiles(
     """The quantiles of every numeric column, by histogram refinement.
 
     The summary job already has each column's exact ``n, Σx, Σx²`` (under ``where``),
-    so the searches need no base job, and each starts from an interval that provably
-    holds its order statistic (:func:`~federation.sdk.quantiles.rank_interval`) rather
-    than the whole encodable range, which saves most rounds. Returns ``({label: {column: value}},
-    {label: {column: error bound}}, jobs run)``.
+    so the searches need no base job, and each column's start from an interval that
+    provably holds all its order statistics (:func:`~federation.sdk.quantiles.rank_searches`)
+    rather than the whole encodable range, which saves most rounds. Returns
+    ``({label: {column: value}}, {label: {column: error bound}}, jobs run)``.
     """
     items = [
         f'QUANTILE_CONT({quote_identifier(c.name)}, {float(q)!r}) AS "{c.name} {label}"'
@@ -253,22 +249,17 @@ def _quantiles(
     by_name = {c.name: c for c in nums}
     totals = {name: m[0] for name, m in moments.items()}
     searches: dict[tuple[str, tuple[Cell, ...], int], RankSearch] = {}
-    for item in plan.items:
-        column = by_name[item.column]
+    for column in nums:
         n, s1, s2 = moments[column.name]
         mean_var = (n, s1 / n, (s2 - s1 * s1 / n) / n) if n > 0 else None
-        for rank in ranks(item, n):
-            if (column.name, (), rank) not in searches:
-                lo, hi = rank_interval(column, mean_var, rank)
-                searches[(column.name, (), rank)] = RankSearch(
-                    rank=rank,
-                    total=n,
-                    lo=lo,
-                    hi=hi,
-                    integral=column.type is ColumnType.INTEGER,
-                    tolerance=tolerance,
-                    outer=start_interval(column),
-                )
+        wanted = {
+            rank: tolerance
+            for item in plan.items
+            if by_name[item.column] is column
+            for rank in ranks(item, n)
+        }
+        for rank, search in rank_searches(column, mean_var, n, wanted).items():
+            searches[(column.name, (), rank)] = search
     jobs = 1 + len(refine(plan, searches, run))
     values: dict[str, dict[str, float]] = defaultdict(dict)
     errors: dict[str, dict[str, float]] = defaultdict(dict)

@@ -2,9 +2,11 @@
 
 :mod:`federation.query.quantiles` holds the method (pure); this module runs its
 jobs through an ordinary :class:`~federation.sdk.client.Client`: the base query,
-then histogram rounds until every order statistic is pinned down. Every job is
-an ordinary aggregate job (recorded by the coordinator, checked by every node,
-under the protocol the analyst chose).
+then histogram rounds until every order statistic is pinned down, each round one job
+of every histogram still needed (a ``GROUP BY GROUPING SETS`` query; split in a few
+jobs, run side by side, only past a job's limits). Every job is an ordinary aggregate
+job (recorded by the coordinator, checked by every node, under the protocol the
+analyst chose).
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT
+from federation.encoding import DOUBLE_LIMIT, INTEGER_LIMIT, MAX_ROWS_PER_NODE, digits_for
 from federation.errors import (
     PolicyViolationError,
     QueryError,
     UnknownColumnError,
     UnknownDatasetError,
 )
+from federation.query.layout import MAX_GROUP_SLOTS, MAX_GROUPING_SETS, MAX_VECTOR_LENGTH
+from federation.query.parse import MAX_SQL_LENGTH
 from federation.query.quantiles import (
     BUCKETS,
     QuantileQuery,
     RankSearch,
+    dyadic_cover,
     histogram_sql,
     interpolate,
     ranks,
@@ -43,8 +48,10 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "MAX_ROUNDS",
     "rank_interval",
+    "rank_searches",
     "refine",
     "run_quantile_query",
+    "share_intervals",
     "start_interval",
 ]
 
@@ -53,7 +60,9 @@ DEFAULT_TOLERANCE = 1e-9
 MAX_ROUNDS = 40
 """A search that has not converged by then is an error (it cannot happen with valid data)."""
 PARALLEL_JOBS = 8
-"""Histogram jobs of one round in flight at once."""
+"""Histogram jobs of one round in flight at once (when a round needs several)."""
+_SLOT_WIDTH = digits_for(MAX_ROWS_PER_NODE)
+"""Vector elements per slot of a histogram job (its one field, the row count)."""
 
 Group = tuple[Cell, ...]
 RunQuery = Callable[[str], QueryResult]
@@ -122,20 +131,29 @@ def rank_interval(column: Column, moments: Moments | None, rank: int) -> tuple[f
     return max(lo, low), min(hi, math.nextafter(high, math.inf))
 
 
-def _histograms(result: _HasRows, groups: int) -> dict[Group, list[int]]:
-    """Bucket counts per group from a round's table (group columns, bucket, count)."""
-    counts: dict[Group, list[int]] = defaultdict(lambda: [0] * (BUCKETS + 2))
+def _histograms(result: _HasRows, groups: int, asks: int = 1) -> list[dict[Group, list[int]]]:
+    """Bucket counts per ask and group from a round's table (:func:`histogram_sql`: group
+    columns, one bucket column per ask, the count)."""
+    counts: list[dict[Group, list[int]]] = [
+        defaultdict(lambda: [0] * (BUCKETS + 2)) for _ in range(asks)
+    ]
     for row in result.rows:
-        group, bucket, n = row[:groups], row[groups], row[groups + 1]
-        if bucket is None:
-            continue  # the NULL bucket: rows whose value is NULL (n is 0)
+        cells = row[groups : groups + asks]
+        found = [i for i, bucket in enumerate(cells) if bucket is not None]
+        if not found:
+            continue  # the NULL bucket: rows whose value is NULL
+        if len(found) > 1:
+            raise QueryError("a quantile round's table has a row in two histograms at once")
+        n = row[groups + asks]
         if not isinstance(n, int):
             raise QueryError(
                 "a histogram bucket of the quantile search came back suppressed (a node's "
                 "minimum cell size); the dataset's policy does not allow this quantile: "
                 "narrow bins would single out few records"
             )
-        counts[tuple(group)][int(bucket)] += n
+        bucket = cells[found[0]]
+        assert isinstance(bucket, int)
+        counts[found[0]][tuple(row[:groups])][bucket] += n
     return counts
 
 
@@ -182,7 +200,8 @@ def run_quantile_query(
                 f"columns classified public, and {item.column!r} is {level.value}"
             )
     searches = _searches(plan, base, positions, columns, tolerance)
-    jobs = [base.job_id, *(r.job_id for r in refine(plan, searches, run))]
+    slots = _group_slots(client, plan)
+    jobs = [base.job_id, *(r.job_id for r in refine(plan, searches, run, group_slots=slots))]
     table, errors = _assemble(plan, base, positions, columns, searches)
     return QueryResult(
         job_id=base.job_id,
@@ -195,6 +214,18 @@ def run_quantile_query(
         jobs=tuple(jobs),
         error_bounds=errors,
     )
+
+
+def _group_slots(client: Client, plan: QuantileQuery) -> int:
+    """The slots of the query's GROUP BY: each group column's domain plus NULL, multiplied."""
+    for info in client.datasets():
+        if info.schema.name.lower() == plan.dataset.lower():
+            slots = 1
+            for name in plan.group_columns:
+                if info.schema.has_column(name):
+                    slots *= len(info.schema.column(name).domain) + 1
+            return slots
+    return 1
 
 
 def _group_positions(plan: QuantileQuery, base: QueryResult) -> list[int]:
@@ -229,7 +260,8 @@ def _searches(
     columns: dict[str, Column],
     tolerance: float,
 ) -> Searches:
-    """One search per (column, group, rank) any quantile needs (shared between quantiles)."""
+    """One search per (column, group, rank) any quantile needs (shared between quantiles);
+    a column's searches in a group start together (:func:`rank_searches`)."""
     searches: Searches = {}
     at = {
         name: (base.columns.index(mean), base.columns.index(var))
@@ -237,63 +269,143 @@ def _searches(
     }
     for row in base.rows:
         group = tuple(row[p] for p in positions)
+        wanted: dict[str, dict[int, float]] = defaultdict(dict)
+        totals: dict[str, int] = {}
         for item in plan.items:
-            total = _total(row, item.index)
-            column = columns[item.column]
-            wanted = 0.0 if item.extreme else tolerance  # MIN/MAX: to the last bit
-            where = at.get(item.column)
-            moments = _moments(row, total, where) if where is not None else None
+            total = totals.setdefault(item.column, _total(row, item.index))
+            tol = 0.0 if item.extreme else tolerance  # MIN/MAX: to the last bit
             for rank in ranks(item, total):
-                key = (item.column, group, rank)
-                if key in searches:
-                    searches[key].tolerance = min(searches[key].tolerance, wanted)
-                else:
-                    lo, hi = rank_interval(column, moments, rank)
-                    searches[key] = RankSearch(
-                        rank=rank,
-                        total=total,
-                        lo=lo,
-                        hi=hi,
-                        integral=column.type is ColumnType.INTEGER,
-                        tolerance=wanted,
-                        outer=start_interval(column),
-                    )
+                wanted[item.column][rank] = min(wanted[item.column].get(rank, tol), tol)
+        for name, tolerances in wanted.items():
+            where = at.get(name)
+            moments = _moments(row, totals[name], where) if where is not None else None
+            found = rank_searches(columns[name], moments, totals[name], tolerances)
+            for rank, search in found.items():
+                searches[(name, group, rank)] = search
     return searches
 
 
-def refine(plan: QuantileQuery, searches: Searches, run: Callable[[str], _R]) -> list[_R]:
+def rank_searches(
+    column: Column, moments: Moments | None, total: int, tolerances: dict[int, float]
+) -> dict[int, RankSearch]:
+    """A search per rank (``tolerances``: rank -> its tolerance) of one column in one
+    group, all starting from the hull of their :func:`rank_interval` (each holds its
+    rank, so the hull holds all), so that the first round asks one histogram for them
+    all; widened to its :func:`~federation.query.quantiles.dyadic_cover`, whose buckets
+    the nodes compute exactly (each round then narrows by :data:`BUCKETS` and needs no
+    verification round).
+    """
+    if not tolerances:
+        return {}
+    intervals = [rank_interval(column, moments, rank) for rank in tolerances]
+    lo, hi = min(i[0] for i in intervals), max(i[1] for i in intervals)
+    lo, hi = dyadic_cover(lo, hi) or (lo, hi)
+    outer = start_interval(column)
+    outer = (min(outer[0], lo), max(outer[1], hi))  # still holds every value
+    return {
+        rank: RankSearch(
+            rank=rank,
+            total=total,
+            lo=lo,
+            hi=hi,
+            integral=column.type is ColumnType.INTEGER,
+            tolerance=tol,
+            outer=outer,
+        )
+        for rank, tol in tolerances.items()
+    }
+
+
+def refine(
+    plan: QuantileQuery, searches: Searches, run: Callable[[str], _R], *, group_slots: int = 1
+) -> list[_R]:
     """Run histogram rounds until every search is done; returns every round's result.
 
-    A round asks one histogram per distinct (column, interval) among the searches
-    still open, restricted to one group when only one needs it, and runs them side
-    by side (each job is mostly waiting).
+    A round asks one histogram per distinct (column, interval) among the searches still
+    open (:func:`share_intervals` first lets searches of a column with overlapping
+    intervals ask one), every group's counts at once, all as the grouping sets of one
+    job (:func:`histogram_sql`); only when they would exceed a job's limits are they
+    split in a few jobs, run side by side. ``group_slots``: the groups of the query's
+    GROUP BY (each column's domain plus NULL, multiplied).
     """
     results: list[_R] = []
     for _ in range(MAX_ROUNDS):
         pending = [(k, s) for k, s in searches.items() if not s.done]
         if not pending:
             return results
-        asks: dict[tuple[str, tuple[float, float]], set[Group]] = defaultdict(set)
+        share_intervals(pending)
+        asks: dict[tuple[str, tuple[float, float]], list[tuple[Group, RankSearch]]] = {}
+        spelled: dict[tuple[str, tuple[float, float]], str] = {}
         for (column_name, group, _), search in pending:
-            asks[(column_name, search.interval)].add(group)
-        texts = {
-            ask: histogram_sql(
-                plan,
-                ask[0],
-                ask[1],
-                next(iter(groups)) if len(groups) == 1 and plan.group_columns else None,
-            )
-            for ask, groups in asks.items()
-        }
+            ask = (column_name.lower(), search.interval)
+            asks.setdefault(ask, []).append((group, search))
+            spelled.setdefault(ask, column_name)
+        jobs = _jobs(plan, [(spelled[a], a[1]) for a in asks], group_slots)
+        texts = [histogram_sql(plan, job) for job in jobs]
         with ThreadPoolExecutor(min(PARALLEL_JOBS, len(texts))) as pool:
-            answers = dict(zip(texts, pool.map(run, texts.values()), strict=True))
-        results.extend(answers.values())
-        for ask, groups in asks.items():
-            counts = _histograms(answers[ask], len(plan.group_columns))
-            for (name, group, _), search in pending:
-                if (name, search.interval) == ask and group in groups:
-                    search.update(counts.get(group, [0] * (BUCKETS + 2)))
+            answers = list(pool.map(run, texts))
+        results.extend(answers)
+        for job, answer in zip(jobs, answers, strict=True):
+            counts = _histograms(answer, len(plan.group_columns), len(job))
+            for (column_name, interval), by_group in zip(job, counts, strict=True):
+                for group, search in asks[(column_name.lower(), interval)]:
+                    search.update(by_group.get(group, [0] * (BUCKETS + 2)))
     raise QueryError(f"a quantile search did not converge in {MAX_ROUNDS} rounds")
+
+
+def share_intervals(pending: Sequence[tuple[tuple[str, Group, int], RankSearch]]) -> None:
+    """Let searches of one column and group whose intervals overlap or touch ask one
+    histogram: each such run of searches asks the hull of their intervals (aligned to
+    exact buckets, :func:`~federation.query.quantiles.dyadic_cover`, where possible), if
+    every one of them allows it (:meth:`~federation.query.quantiles.RankSearch.widen`:
+    within its verified interval). Adjacent ranks (``floor(h)`` and ``ceil(h)``) mostly
+    fall in one or neighbouring buckets, so they keep sharing."""
+    runs: dict[tuple[str, Group], list[RankSearch]] = defaultdict(list)
+    for (column_name, group, _), search in pending:
+        runs[(column_name.lower(), group)].append(search)
+    for members in runs.values():
+        members.sort(key=lambda m: m.interval)
+        overlapping: list[list[RankSearch]] = []
+        for search in members:
+            if overlapping and search.lo <= max(r.hi for r in overlapping[-1]):
+                overlapping[-1].append(search)
+            else:
+                overlapping.append([search])
+        for run in overlapping:
+            hull = (run[0].lo, max(r.hi for r in run))
+            cover = dyadic_cover(*hull)
+            for lo, hi in [hull] if cover is None else [cover, hull]:
+                if all(r.interval == (lo, hi) for r in run):
+                    break
+                if all(r.allows(lo, hi) for r in run):
+                    for r in run:
+                        r.widen(lo, hi)
+                    break
+
+
+def _jobs(
+    plan: QuantileQuery, asks: list[tuple[str, tuple[float, float]]], group_slots: int
+) -> list[list[tuple[str, tuple[float, float]]]]:
+    """The asks split into as few jobs as a job's limits allow (vector slots, grouping
+    sets, SQL length)."""
+    per_ask = group_slots * (BUCKETS + 3)  # buckets 0..n+1 and NULL, in every group
+    jobs: list[list[tuple[str, tuple[float, float]]]] = [[]]
+    slots = length = 0
+    for ask in asks:
+        size = len(histogram_sql(plan, [ask]))  # about what the ask adds to the text
+        full = (
+            slots + per_ask > MAX_GROUP_SLOTS
+            or (slots + per_ask) * _SLOT_WIDTH > MAX_VECTOR_LENGTH
+            or len(jobs[-1]) >= MAX_GROUPING_SETS
+            or length + size > MAX_SQL_LENGTH // 2
+        )
+        if jobs[-1] and full:
+            jobs.append([])
+            slots = length = 0
+        jobs[-1].append(ask)
+        slots += per_ask
+        length += size
+    return jobs
 
 
 def _assemble(

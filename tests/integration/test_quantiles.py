@@ -140,3 +140,58 @@ def test_min_and_max_only_on_public_columns_and_exact(
             assert (low, high) == (float(sub.p.min()), float(sub.p.max()))
     with pytest.raises(fed.PolicyViolationError, match="classified public"):
         client.query("SELECT MAX(x) FROM t")
+
+
+def test_describe_quartiles_take_a_job_per_round() -> None:
+    gen = np.random.default_rng(3)
+    parts = []
+    for n in (3000, 2500, 3500):
+        frame = pd.DataFrame(
+            {
+                "a": gen.normal(50.0, 10.0, n),
+                "b": gen.normal(-3.0, 0.01, n),
+                "i": gen.integers(-1000, 1000, n, dtype=np.int64),
+            }
+        )
+        frame.loc[frame.sample(frac=0.05, random_state=n).index, "a"] = None
+        parts.append(frame)
+    pooled = pd.concat(parts, ignore_index=True)
+    with fed.simulate({"d": parts}) as client:
+        summary = client.describe("d")
+    # the summary job, then one job per refinement round (every column's quartiles at once)
+    assert summary.jobs <= 5
+    expected = pooled.describe()
+    for label, q in (("25%", Fraction(1, 4)), ("50%", Fraction(1, 2)), ("75%", Fraction(3, 4))):
+        for name in ("a", "b", "i"):
+            exact = _exact(pooled[name], q, False)
+            assert exact is not None
+            got = summary.numeric.loc[label, name]
+            bound = summary.quantile_errors[label][name]
+            assert abs(Fraction(got) - exact) <= Fraction(bound) + abs(exact) * Fraction(2) ** -52
+            assert bound <= 1e-9 * max(1.0, abs(float(exact))) * 2
+            assert got == pytest.approx(expected.loc[label, name], rel=1e-9, abs=1e-9)
+        assert summary.quantile_errors[label]["i"] == 0.0
+
+
+def test_several_columns_share_each_rounds_job(fed3: tuple[fed.Client, pd.DataFrame]) -> None:
+    client, pooled = fed3
+    result = client.query(
+        "SELECT MEDIAN(k) AS mk, QUANTILE_CONT(x, 0.9) AS x9, QUANTILE_DISC(p, 0.1) AS p1, "
+        "COUNT(*) AS n FROM t",
+        protocol="ckks",
+    )
+    assert result.protocol == "ckks"
+    ((mk, x9, p1, n),) = result.rows
+    assert n == len(pooled)
+    assert mk == float(_exact(pooled.k, Fraction(1, 2), False))  # type: ignore[arg-type]
+    assert result.error_bounds["mk"] == 0.0
+    for got, exact, name in (
+        (x9, _exact(pooled.x, Fraction(9, 10), False), "x9"),
+        (p1, _exact(pooled.p, Fraction(1, 10), True), "p1"),
+    ):
+        assert exact is not None
+        assert isinstance(got, float)
+        slack = Fraction(result.error_bounds[name]) + abs(exact) * Fraction(2) ** -52
+        assert abs(Fraction(got) - exact) <= slack
+    # the base job, then one job per round for the three columns together
+    assert len(result.jobs) <= 1 + 12

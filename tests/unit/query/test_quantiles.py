@@ -12,43 +12,57 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from federation.errors import QueryError, UnsupportedQueryError
-from federation.query import parse_query
+from federation.query import bind_query, parse_query
+from federation.query.groups import dyadic_width
 from federation.query.quantiles import (
     BUCKETS,
     RESOLUTION,
     QuantileItem,
     RankSearch,
+    dyadic_cover,
     histogram_sql,
     interpolate,
     ranks,
     split_quantiles,
 )
+from federation.schema import Column, ColumnType, DatasetSchema
 
 
 def _width_bucket(x: float, lo: float, hi: float) -> int:
-    """WIDTH_BUCKET as the nodes' DuckDB SQL computes it (same IEEE double operations)."""
+    """WIDTH_BUCKET as the nodes' DuckDB SQL computes it (same IEEE double operations;
+    exact for dyadic bounds)."""
     if x < lo:
         return 0
     if x >= hi:
         return BUCKETS + 1
+    width = dyadic_width(lo, hi, BUCKETS)
+    if width is not None:
+        return math.floor((Fraction(x) - Fraction(lo)) / Fraction(width)) + 1
     return min(math.floor(BUCKETS * ((x - lo) / (hi - lo))), BUCKETS - 1) + 1
 
 
 def _counts(data: list[float], lo: float, hi: float, jitter: random.Random | None) -> list[int]:
+    exact = dyadic_width(lo, hi, BUCKETS) is not None
     counts = [0] * (BUCKETS + 2)
     for x in data:
         b = _width_bucket(x, lo, hi)
-        if jitter is not None and 1 <= b <= BUCKETS and jitter.random() < 0.3:
+        if jitter is not None and not exact and 1 <= b <= BUCKETS and jitter.random() < 0.3:
             b = min(max(b + jitter.choice((-1, 1)), 1), BUCKETS)  # a floating-point slip
         counts[b] += 1
     return counts
 
 
 def _search(
-    data: list[float], rank: int, integral: bool, tolerance: float, jitter: random.Random | None
+    data: list[float],
+    rank: int,
+    integral: bool,
+    tolerance: float,
+    jitter: random.Random | None,
+    start: tuple[float, float] | None = None,
 ) -> RankSearch:
     lo, hi = (-(2.0**62), 2.0**62) if integral else (-(2.0**41), 2.0**41)
-    search = RankSearch(rank, len(data), lo, math.nextafter(hi, math.inf), integral, tolerance)
+    lo, hi = start or (lo, math.nextafter(hi, math.inf))  # not dyadic: floating point
+    search = RankSearch(rank, len(data), lo, hi, integral, tolerance)
     for _ in range(60):
         if search.done:
             return search
@@ -77,6 +91,30 @@ def test_a_search_at_full_resolution_finds_the_order_statistic(
     truth = Fraction(sorted(data)[rank])
     assert abs(value - truth) <= error <= Fraction(RESOLUTION) * max(1, abs(truth))
     assert search.rounds <= 14
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(doubles, min_size=1, max_size=60),
+    where=st.floats(0, 1),
+    tolerance=st.sampled_from([0.0, 1e-9, 1e-3]),
+)
+@example(data=[50.0, 50.0 + 2.0**-40, 49.0], where=0.5, tolerance=0.0)
+def test_exact_buckets_narrow_by_the_bucket_count_each_round(
+    data: list[float], where: float, tolerance: float
+) -> None:
+    rank = min(int(where * len(data)), len(data) - 1)
+    cover = dyadic_cover(min(data) - 1.0, max(data) + 1.0)
+    assert cover is not None
+    exact = _search(data, rank, False, tolerance, random.Random(5), start=cover)
+    floating = _search(data, rank, False, tolerance, random.Random(5))
+    value, error = exact.estimate()
+    truth = Fraction(sorted(data)[rank])
+    assert abs(value - truth) <= error
+    assert error <= Fraction(max(tolerance, RESOLUTION)) * max(1, abs(truth)) or (
+        math.nextafter(exact.lo, math.inf) >= exact.hi
+    )
+    assert exact.rounds <= floating.rounds
 
 
 @settings(max_examples=30, deadline=None)
@@ -138,9 +176,23 @@ def test_split_rewrites_quantiles_into_counts() -> None:
     assert 'COUNT("x") AS "q9"' in plan.base_sql
     assert split_quantiles(plan.base_sql) is None  # no quantile left in the base query
     assert plan.items[2].name == "percentile_disc(0.25)"
-    sql = histogram_sql(plan, "x", (0.5, 2.0), ("it's",))
-    assert 'WIDTH_BUCKET("x", 0.5, 2.0, ' in sql
-    assert "\"g\" = 'it''s'" in sql  # a label is an escaped literal
+    sql = histogram_sql(plan, [("x", (0.5, 2.0)), ("k", (-3.0, 1e300))])
+    assert 'WIDTH_BUCKET("x", 0.5, 2.0, 2048) AS "__b0"' in sql
+    assert 'WIDTH_BUCKET("k", -3.0, 1e+300, 2048) AS "__b1"' in sql
+    schema = DatasetSchema(
+        "t",
+        (
+            Column("g", ColumnType.CATEGORICAL, domain=("it's", "b")),
+            Column("x", ColumnType.DOUBLE),
+            Column("k", ColumnType.INTEGER),
+            Column("y", ColumnType.DOUBLE),
+        ),
+    )
+    bound = bind_query(parse_query(sql), schema)  # one job, a grouping set per ask
+    assert bound.layout.sets == ((0, 1), (0, 2))
+    assert bound.layout.slots == 2 * 3 * (BUCKETS + 3)
+    one = bind_query(parse_query(histogram_sql(plan, [("x", (0.5, 2.0))])), schema)
+    assert one.layout.sets == ((0, 1),)
     assert split_quantiles("SELECT COUNT(*) FROM t") is None
 
 

@@ -339,6 +339,7 @@ def test_describe_reports_quartiles_within_their_error_bounds() -> None:
     d = describe(runner(schema, parts, log), schema, quantiles=(0.25, 0.5, 0.75, 0.1))
     assert list(d.numeric.index) == ["count", "mean", "std", "25%", "50%", "75%", "10%"]
     assert d.jobs == len(log) > 1
+    assert d.jobs <= 8  # the summary, then one job per round for every column and quartile
     pooled = {name: [v for p in parts for v in p[name]] for name in ("x", "i", "e")}
     for label, q in (("25%", Fraction(1, 4)), ("50%", Fraction(1, 2)), ("75%", Fraction(3, 4))):
         for name in ("x", "i"):
