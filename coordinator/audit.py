@@ -106,5 +106,9 @@ class AuditTrail:
             log.exception("could not sign an audit tree head")
 
     def close(self) -> None:
-        """Close the log."""
+        """Sign a last head over everything recorded (receipts that came after the last
+        job's head included), then close the log."""
+        head = self.log.latest_head()
+        if head is None or head.size != self.log.size:
+            self.seal()
         self.log.close()

@@ -60,6 +60,8 @@ class NodeSession:
     """The node's declared policy per dataset (absent: the default policy)."""
     session_id: int = field(default_factory=lambda: next(_session_ids))
     online: bool = True
+    certificate: bytes = b""
+    """The node's TLS client certificate (PEM), forwarded to its peers in signed runs."""
     audit: AuditTrail | None = None
     """The coordinator's log, which proves itself to the node with every task."""
     audit_key: bytes = b""
@@ -112,7 +114,9 @@ class Directory:
         """Call ``listener`` whenever a session goes offline."""
         self._detach_listeners.append(listener)
 
-    def attach(self, registration: Registration, outbox: Outbox, peer: str) -> NodeSession:
+    def attach(
+        self, registration: Registration, outbox: Outbox, peer: str, certificate: bytes = b""
+    ) -> NodeSession:
         """Validate and record a registration; a newer session replaces an older one."""
         name = registration.node_name
         if not _NODE_NAME.match(name):
@@ -156,6 +160,7 @@ class Directory:
             audit=self._store.audit,
             audit_key=registration.audit_key,
             audit_size=registration.audit_size,
+            certificate=certificate,
         )
         for entry in registration.audit_pending:
             try:

@@ -7,6 +7,7 @@ job's events.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import queue
@@ -95,7 +96,7 @@ class JobManager:
             request.protocol,
             "",
             submitted,
-            analyst=dp.analyst if dp is not None else None,
+            analyst=request.analyst or (dp.analyst if dp is not None else None),
             epsilon=dp.epsilon if dp is not None else None,
         )
         with self._lock:
@@ -191,6 +192,10 @@ class JobManager:
             bound.vector_length,
             dropout_tolerance=self._settings.dropout_tolerance,
         )
+        if all(s.certificate for s in sessions):
+            # Every node has an identity: the actively secure variant (signed keys and
+            # survivor set, bound to this job and computation).
+            params = dataclasses.replace(params, signed=True, fingerprint=bound.fingerprint)
         run = SecAggRun(
             params,
             sessions,

@@ -114,6 +114,10 @@ class SecAggRun(Run):
                         vector_length=p.vector_length,
                         threshold=p.threshold,
                         neighbours=p.neighbours,
+                        signed=p.signed,
+                        certificates=(
+                            tuple(s.certificate for s in self._sessions) if p.signed else ()
+                        ),
                     ),
                 )
             )

@@ -39,10 +39,15 @@ from federation.messages import (
     TaskFailure,
     TaskStatus,
 )
+from federation.transport.access import RateLimit
 from federation.transport.backend import Outbox
+from federation.transport.security import TransportSecurity
 from federation.transport.server import CoordinatorServer, start_coordinator_server
 
-__all__ = ["Coordinator", "CoordinatorSettings"]
+__all__ = ["MIN_SILENCE", "Coordinator", "CoordinatorSettings"]
+
+MIN_SILENCE = 15.0
+"""Seconds of silence, at least, before a node that is still connected is taken offline."""
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +106,11 @@ class Coordinator:
         """A recorded job."""
         return self.store.job(job_id)
 
-    def attach_node(self, registration: Registration, outbox: Outbox, peer: str) -> object:
+    def attach_node(
+        self, registration: Registration, outbox: Outbox, peer: str, certificate: bytes = b""
+    ) -> object:
         """Register a node and acknowledge it."""
-        session = self.directory.attach(registration, outbox, peer)
+        session = self.directory.attach(registration, outbox, peer, certificate)
         outbox.put(Registered(session.name, self.settings.heartbeat_interval))
         return session
 
@@ -132,9 +139,24 @@ class Coordinator:
 
     # --- lifecycle ----------------------------------------------------------------
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> CoordinatorServer:
-        """Start the gRPC server and the liveness watchdog; returns at once."""
-        self._server = start_coordinator_server(self, host, port)
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        security: TransportSecurity | None = None,
+        rate: RateLimit | None = None,
+    ) -> CoordinatorServer:
+        """Start the gRPC server and the liveness watchdog; returns at once.
+
+        ``security``: mutual TLS from the federation's PKI; ``None`` serves plaintext
+        (with a warning), for local tests and simulations only.
+        """
+        if security is None:
+            security = TransportSecurity.insecure("the coordinator")
+        self._server = start_coordinator_server(
+            self, host, port, security=security, rate=rate, audit=self.store.audit.log
+        )
         self._watchdog = threading.Thread(
             target=self._watch, name="coordinator-watchdog", daemon=True
         )
@@ -150,8 +172,12 @@ class Coordinator:
 
     def _watch(self) -> None:
         interval = self.settings.heartbeat_interval
+        # A node that dies closes its stream (noticed at once); silence only reveals a
+        # half-open connection, and a saturated machine can hold a heartbeat back for
+        # seconds: three intervals, but never less than MIN_SILENCE.
+        silence = max(3 * interval, MIN_SILENCE)
         while not self._stop.wait(interval):
-            self.directory.expire_stale(3 * interval)
+            self.directory.expire_stale(silence)
 
     def close(self) -> None:
         """Stop serving, abort running jobs, close the database."""

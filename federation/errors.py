@@ -29,7 +29,9 @@ changes meaning) and a gRPC status that the transport edge maps it to::
     ├── CoordinatorUnavailableError       unavailable           UNAVAILABLE
     ├── WeakParametersError               weak_parameters       FAILED_PRECONDITION
     ├── AuditIntegrityError               audit_integrity       DATA_LOSS
-    └── CertificateError                  invalid_certificate   UNAUTHENTICATED
+    ├── CertificateError                  invalid_certificate   UNAUTHENTICATED
+    ├── AccessDeniedError                 access_denied         PERMISSION_DENIED
+    └── RateLimitError                    rate_limited          RESOURCE_EXHAUSTED
 
 Messages say what was expected, what was found and how to fix it. They never
 contain row values, ciphertexts, shares or keys: they may be logged and sent to
@@ -39,6 +41,7 @@ any party.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "ApprovalDeniedError",
     "ApprovalExpiredError",
     "AuditIntegrityError",
@@ -56,6 +59,7 @@ __all__ = [
     "QueryError",
     "QuerySyntaxError",
     "QueryTypeError",
+    "RateLimitError",
     "RoundDeadlineError",
     "SchemaMismatchError",
     "TooFewParticipantsError",
@@ -255,3 +259,15 @@ class CertificateError(FederationError):
     """
 
     code = "invalid_certificate"
+
+
+class AccessDeniedError(FederationError):
+    """The caller's role may not make this call (a node querying, an analyst serving)."""
+
+    code = "access_denied"
+
+
+class RateLimitError(FederationError):
+    """The caller made more calls than its rate limit allows; retry later."""
+
+    code = "rate_limited"

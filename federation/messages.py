@@ -26,6 +26,8 @@ from federation.audit.witness import HeadProof
 from federation.dp.report import BudgetSpend, DPParams, PrivacyReport
 from federation.policy import DEFAULT_POLICY, Policy
 from federation.protocols.secagg.messages import (
+    ConsistencyRequest,
+    ConsistencySignature,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -174,6 +176,10 @@ class SecAggSetup:
     vector_length: int
     threshold: int
     neighbours: tuple[tuple[int, ...], ...]
+    signed: bool = False
+    """The actively secure variant (signed keys, a consistency round)."""
+    certificates: tuple[bytes, ...] = ()
+    """Signed runs: each slot's node certificate (PEM), for the node to verify."""
 
 
 @dataclass(frozen=True)
@@ -245,8 +251,10 @@ class TaskCancelled:
     reason: ErrorInfo
 
 
-SecAggNodeRound = KeyAdvertisement | ShareBundle | MaskedInput | UnmaskResponse
-SecAggCoordinatorRound = KeyRoster | ShareDelivery | UnmaskRequest
+SecAggNodeRound = (
+    KeyAdvertisement | ShareBundle | MaskedInput | ConsistencySignature | UnmaskResponse
+)
+SecAggCoordinatorRound = KeyRoster | ShareDelivery | ConsistencyRequest | UnmaskRequest
 
 
 @dataclass(frozen=True)
@@ -348,7 +356,10 @@ class QueryRequest:
     protocol: Protocol = Protocol.SECAGG
     public_key: bytes = b""
     dp: DPParams | None = None
-    """Differential privacy: epsilon, delta and the (self-declared) analyst identity."""
+    """Differential privacy: epsilon, delta and the analyst whose budget pays (the
+    certificate's identity under mutual TLS; self-declared on plaintext)."""
+    analyst: str | None = None
+    """Who asked, from the analyst's certificate (``None`` on a plaintext channel)."""
 
 
 @dataclass(frozen=True)

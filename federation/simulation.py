@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from federation.errors import ConfigError, CoordinatorUnavailableError
+from federation.pki import Role, init_ca, issue
 from federation.policy import DEFAULT_POLICY, Policy
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.sdk.client import Client
+from federation.transport.security import TransportSecurity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from nodes.config import NodeConfig
     from nodes.task import DropoutStage
 
-__all__ = ["MAX_INFERRED_DOMAIN", "infer_schema", "simulate"]
+__all__ = ["MAX_INFERRED_DOMAIN", "LocalPKI", "infer_schema", "simulate"]
 
 MAX_INFERRED_DOMAIN = 1000
 """A text column with at most this many distinct values is inferred as categorical."""
@@ -102,6 +104,8 @@ def simulate(
     workdir: str | Path | None = None,
     startup_timeout: float = 60.0,
     isolation: str = "thread",
+    insecure: bool = False,
+    analyst: str = "analyst",
 ) -> Iterator[Client]:
     """Run a local federation and yield a connected client.
 
@@ -125,6 +129,12 @@ def simulate(
             the default); ``"process"`` runs each as its own ``federation node serve``
             process with its own config file, as in a deployment (slower to start, and
             nodes no longer share this process's interpreter lock).
+        insecure: Plaintext gRPC instead of mutual TLS. By default the simulation
+            makes its own PKI in ``workdir/pki`` (``federation pki init`` and ``issue``:
+            a CA, the coordinator, every node, and the analyst) and every channel is
+            mutual TLS, as in a deployment; issue more identities there with
+            ``federation pki issue ... --dir WORKDIR/pki``.
+        analyst: The name on the yielded client's certificate (whose DP budget pays).
 
     The yielded client has ``client.address``: point the CLI at it with
     ``federation query --coordinator ADDRESS``.
@@ -180,6 +190,7 @@ def simulate(
                     )
             configs.append((f"node-{i}", served))
 
+        identities = LocalPKI(root / "pki", insecure)
         coordinator = Coordinator(
             CoordinatorSettings(
                 database=root / "coordinator.db",
@@ -192,13 +203,15 @@ def simulate(
             )
         )
         stack.callback(coordinator.close)
-        server = coordinator.serve("127.0.0.1", 0)
+        server = coordinator.serve("127.0.0.1", 0, security=identities.coordinator())
         node_configs = [
             NodeConfig(
                 name=name,
                 coordinator=server.address,
                 datasets=tuple(served),
                 state_dir=root / name / "state",
+                credentials=identities.path(Role.NODE, name),
+                insecure=insecure,
             )
             for name, served in configs
         ]
@@ -209,9 +222,47 @@ def simulate(
         else:
             raise ConfigError(f"isolation must be 'thread' or 'process', got {isolation!r}")
         _wait_until_online(coordinator, [c.name for c in node_configs], startup_timeout)
-        client = Client(server.address)
+        client = Client(server.address, security=identities.client(analyst))
         stack.callback(client.close)
         yield client
+
+
+class LocalPKI:
+    """A local federation's own CA and identities, issued on first use (nothing, when
+    plaintext): what `federation pki init` and `issue` would make, for simulations and
+    the demo."""
+
+    FEDERATION = "simulation"
+
+    def __init__(self, directory: Path, insecure: bool) -> None:
+        self.directory = directory
+        self.insecure = insecure
+        if not insecure and not (directory / "ca.crt").exists():
+            init_ca(directory, self.FEDERATION, valid_days=30)
+
+    def path(self, role: Role, name: str) -> Path | None:
+        """The issued directory of ``name`` in ``role`` (issued on first use)."""
+        if self.insecure:
+            return None
+        where = self.directory / "issued" / role.value / name
+        if not (where / f"{name}.key").exists():
+            hosts = ("localhost", "127.0.0.1") if role is Role.COORDINATOR else ()
+            issue(self.directory, role, name, hosts=hosts, valid_days=29)
+        return where
+
+    def coordinator(self) -> TransportSecurity:
+        """The coordinator's security (with the CA's revocation list)."""
+        where = self.path(Role.COORDINATOR, "localhost")
+        if where is None:
+            return TransportSecurity.insecure("the simulated coordinator")
+        return TransportSecurity.mutual_tls(where, crl=self.directory / "crl.pem")
+
+    def client(self, analyst: str) -> TransportSecurity:
+        """An analyst client's security."""
+        where = self.path(Role.ANALYST, analyst)
+        if where is None:
+            return TransportSecurity.insecure("the simulation's analyst client")
+        return TransportSecurity.mutual_tls(where)
 
 
 def _node_policies(

@@ -8,13 +8,19 @@ If the stream breaks it reconnects with exponential backoff.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from federation.crypto.keys import X25519KeyPair
-from federation.errors import AuditIntegrityError, CoordinatorUnavailableError, FederationError
+from federation.errors import (
+    AuditIntegrityError,
+    ConfigError,
+    CoordinatorUnavailableError,
+    FederationError,
+)
 from federation.messages import (
     AuditReceipt,
     ErrorInfo,
@@ -28,6 +34,7 @@ from federation.messages import (
     TaskFailure,
 )
 from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
+from federation.transport.security import TransportSecurity
 from nodes.approvals import APPROVALS_FILE, ApprovalBook
 from nodes.audit import NodeAudit, describe_failure
 from nodes.budget import LEDGER_FILE, BudgetLedger, NodeBudgets
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 
 AGENT_VERSION = "federation-node/0.1"
 
+_FALLBACK_HEARTBEAT = 1.0
+"""Seconds between heartbeats when the coordinator asks for a nonsense interval."""
+
 
 class NodeAgent:
     """A node agent serving the datasets of one NodeConfig."""
@@ -53,12 +63,24 @@ class NodeAgent:
         data: LocalData | None = None,
         die_at: DropoutStage | None = None,
         reconnect: bool = True,
-        link_factory: Callable[[str], NodeLink] = GrpcNodeLink,
+        link_factory: Callable[[str], NodeLink] | None = None,
     ) -> None:
         self.config = config
         self.data = data or LocalData(config.datasets, threads=config.duckdb_threads)
         self._die_at = die_at
-        self._link_factory = link_factory
+        self._link_factory = link_factory or self._grpc_link
+        self._security = (
+            TransportSecurity.mutual_tls(config.credentials, server_name=config.server_name)
+            if config.credentials is not None
+            else TransportSecurity.insecure(f"node {config.name}")
+        )
+        credentials = self._security.credentials
+        if credentials is not None and credentials.identity.name != config.name:
+            raise ConfigError(
+                f"node {config.name!r} was given the credentials of "
+                f"{credentials.identity.role.value} {credentials.identity.name!r}; a node "
+                "serves only under its own identity"
+            )
         self._reconnect = reconnect and die_at is None
         self._stop = threading.Event()
         self.registered = threading.Event()
@@ -86,6 +108,9 @@ class NodeAgent:
             self.approvals = ApprovalBook(config.state_dir / APPROVALS_FILE)
         self.audit = NodeAudit(config.name, config.state_dir)
         """The node's own audit log and its check of the coordinator's."""
+
+    def _grpc_link(self, address: str) -> NodeLink:
+        return GrpcNodeLink(address, self._security)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -152,7 +177,9 @@ class NodeAgent:
         self._cancel_tasks()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # A computation still running reads the data: let it end before closing the data
+        # (DuckDB refuses to close a connection that is busy).
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.data.close()
         self.audit.close()
 
@@ -166,7 +193,7 @@ class NodeAgent:
     # --- serving ----------------------------------------------------------------------
 
     def _serve(self, link: NodeLink, registered: Registered) -> None:
-        interval = max(registered.heartbeat_interval, 0.1)
+        interval = _heartbeat_interval(registered.heartbeat_interval)
         next_beat = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
@@ -269,6 +296,7 @@ class NodeAgent:
                     budgets=self.budgets,
                     approvals=self.approvals,
                     on_finish=self._finished,
+                    credentials=self._security.credentials,
                 )
             self._tasks[assignment.job_id] = task
         log.info(
@@ -300,3 +328,11 @@ class NodeAgent:
             self._tasks.clear()
         for task in tasks:
             task.cancel()
+
+
+def _heartbeat_interval(asked: float) -> float:
+    """The coordinator's heartbeat interval, within [0.1, 60] seconds; a NaN, infinite or
+    non-positive one (which would silence the node) falls back to one second."""
+    if not math.isfinite(asked) or asked <= 0:
+        return _FALLBACK_HEARTBEAT
+    return min(max(asked, 0.1), 60.0)

@@ -13,15 +13,17 @@ Before a task touches anything, :meth:`NodeAudit.check` verifies the coordinator
 proof (:class:`~federation.audit.witness.LogWitness`): pinned key, consistency with
 the last head this node accepted, its receipts included. A failure is a rewritten,
 forked or rolled-back log, and the node stops serving (the agent's caller sees
-:attr:`NodeAudit.failure`). The witness state lives in ``state_dir/coordinator-log.json``
-so a restart keeps watching from where it was.
+:attr:`NodeAudit.failure`). The witness state is kept in the node's log database,
+updated in the same transaction as the entries it goes with, so a restart keeps
+watching from where it was. The node's log is written without a flush per append
+(it survives a crash of the process; a power loss may drop its newest entries); its
+heads are signed when the agent stops.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -37,7 +39,7 @@ from federation.policy import Policy
 __all__ = [
     "AUDIT_KEY_FILE",
     "AUDIT_LOG_FILE",
-    "WITNESS_FILE",
+    "WITNESS_KEY",
     "NodeAudit",
     "describe_failure",
     "policy_hash",
@@ -47,7 +49,8 @@ log = logging.getLogger(__name__)
 
 AUDIT_LOG_FILE = "audit.sqlite3"
 AUDIT_KEY_FILE = "audit.key"
-WITNESS_FILE = "coordinator-log.json"
+WITNESS_KEY = "coordinator_witness"
+"""The meta key of the witness state in the node's log database."""
 
 
 def policy_hash(policy: Policy) -> str:
@@ -62,17 +65,15 @@ class NodeAudit:
         """Open (or create) the node's log in ``state_dir`` (in memory when ``None``)."""
         self.node = node
         self._lock = threading.Lock()
-        self._witness_path = state_dir / WITNESS_FILE if state_dir is not None else None
         if state_dir is None:
             self._signer = Ed25519Signer.generate()
-            self.log = AuditLog(":memory:", self._signer)
-            self.witness = LogWitness()
+            self.log = AuditLog(":memory:", self._signer, durable=False)
         else:
             state_dir.mkdir(parents=True, exist_ok=True)
             self._signer = load_signer(state_dir / AUDIT_KEY_FILE)
-            self.log = AuditLog(state_dir / AUDIT_LOG_FILE, self._signer)
-            path = state_dir / WITNESS_FILE
-            self.witness = LogWitness.from_json(path.read_text()) if path.exists() else LogWitness()
+            self.log = AuditLog(state_dir / AUDIT_LOG_FILE, self._signer, durable=False)
+        saved = self.log.meta(WITNESS_KEY)
+        self.witness = LogWitness.from_json(saved.decode()) if saved else LogWitness()
         self.failure: AuditIntegrityError | None = None
         """Set when the coordinator's log failed a check: the node stops serving."""
 
@@ -113,9 +114,10 @@ class NodeAudit:
                     {"event": "coordinator_log_rejected", "job": task.job_id, "reason": exc.message}
                 )
                 raise
+            events = []
             if moved:
                 head = task.audit.head
-                self._append(
+                events.append(
                     {
                         "event": "coordinator_head",
                         "size": head.size,
@@ -124,9 +126,8 @@ class NodeAudit:
                         "key": task.audit.public_key.hex(),
                     }
                 )
-            self._save()
             dp = task.dp
-            self._append(
+            events.append(
                 {
                     "event": "task_received",
                     "job": task.job_id,
@@ -138,6 +139,7 @@ class NodeAudit:
                     "epsilon": dp.epsilon if dp is not None else None,
                 }
             )
+            self._append(*events)
 
     def receipt(
         self,
@@ -166,24 +168,23 @@ class NodeAudit:
                 "node_log_root": self.log.root().hex(),
             }
             entry = make_receipt(self._signer, fields)
-            self.log.append(entry)
             self.witness.sent(entry, int(time.time() * 1000))
-            self._save()
-            self.log.sign_head()
+            self.log.append_many([entry], {WITNESS_KEY: self.witness.to_json().encode()})
             return entry
 
-    def _append(self, event: dict[str, Any]) -> None:
-        self.log.append(canonical_json({**event, "at": round(time.time(), 3)}))
-
-    def _save(self) -> None:
-        if self._witness_path is None:
-            return
-        tmp = self._witness_path.with_suffix(".tmp")
-        tmp.write_text(self.witness.to_json())
-        os.replace(tmp, self._witness_path)
+    def _append(self, *events: dict[str, Any]) -> None:
+        """Append events (stamped now) with the witness state, in one transaction."""
+        at = round(time.time(), 3)
+        self.log.append_many(
+            [canonical_json({**e, "at": at}) for e in events],
+            {WITNESS_KEY: self.witness.to_json().encode()},
+        )
 
     def close(self) -> None:
-        """Close the log."""
+        """Sign a head over everything recorded, then close the log."""
+        head = self.log.latest_head()
+        if self.log.size and (head is None or head.size != self.log.size):
+            self.log.sign_head()
         self.log.close()
 
 
@@ -191,6 +192,6 @@ def describe_failure(node: str, error: AuditIntegrityError) -> str:
     """The loud message a node prints when it stops serving."""
     return (
         f"node {node} STOPS SERVING: the coordinator's audit log failed verification: "
-        f"{error.message}. Keep {AUDIT_LOG_FILE} and {WITNESS_FILE} for the investigation; "
+        f"{error.message}. Keep its state directory ({AUDIT_LOG_FILE}) for the investigation; "
         "restart only after the coordinator's log is explained."
     )

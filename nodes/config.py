@@ -6,6 +6,8 @@ A node config is a TOML file::
     name = "hospital-a"
     coordinator = "coordinator.example.org:50051"
     state_dir = "state"              # the node's DP budget ledger (needed for DP queries)
+    credentials = "pki/issued/node/hospital-a"   # mutual TLS (federation pki issue node ...)
+    # insecure = true                # plaintext instead: local simulations only
 
     [[dataset]]
     name = "patients"
@@ -103,6 +105,13 @@ class NodeConfig:
     state_dir: Path | None = None
     """Where the node keeps its state (the DP budget ledger); without one the node
     refuses differentially private queries, whose spends it could not persist."""
+    credentials: Path | None = None
+    """The node's issued credentials (directory or key file): mutual TLS."""
+    insecure: bool = False
+    """Plaintext (no credentials): for local simulations only."""
+    server_name: str | None = None
+    """The name the coordinator's certificate must carry, when it differs from the
+    host in ``coordinator``."""
 
 
 def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -177,7 +186,19 @@ def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
     node = data.get("node")
     if not isinstance(node, dict):
         raise ConfigError("node config: a [node] table with name and coordinator is required")
-    _check_keys(node, {"name", "coordinator", "duckdb_threads", "state_dir"}, "[node]")
+    _check_keys(
+        node,
+        {
+            "name",
+            "coordinator",
+            "duckdb_threads",
+            "state_dir",
+            "credentials",
+            "insecure",
+            "server_name",
+        },
+        "[node]",
+    )
     name = _require(node, "name", str, "[node]")
     coordinator = _require(node, "coordinator", str, "[node]")
     threads = node.get("duckdb_threads", 1)
@@ -187,6 +208,22 @@ def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
     if state_raw is not None and not isinstance(state_raw, str):
         raise ConfigError("[node]: state_dir must be a path string")
     state_dir = None if state_raw is None else base / state_raw
+    credentials_raw = node.get("credentials")
+    insecure = node.get("insecure", False)
+    server_name = node.get("server_name")
+    if credentials_raw is not None and not isinstance(credentials_raw, str):
+        raise ConfigError("[node]: credentials must be a path string")
+    if not isinstance(insecure, bool):
+        raise ConfigError("[node]: insecure must be true or false")
+    if server_name is not None and not isinstance(server_name, str):
+        raise ConfigError("[node]: server_name must be a string")
+    if (credentials_raw is None) == (not insecure):
+        raise ConfigError(
+            "[node]: set credentials (the node's certificate and key from `federation pki "
+            "issue node NAME`, for mutual TLS), or insecure = true for a local plaintext "
+            "simulation; not both"
+        )
+    credentials = None if credentials_raw is None else base / credentials_raw
     datasets_raw = data.get("dataset", [])
     if not isinstance(datasets_raw, list):
         raise ConfigError("node config: datasets are declared as [[dataset]] tables")
@@ -206,6 +243,9 @@ def parse_node_config(data: Mapping[str, Any], base: Path) -> NodeConfig:
         datasets=datasets,
         duckdb_threads=threads,
         state_dir=state_dir,
+        credentials=credentials,
+        insecure=insecure,
+        server_name=server_name,
     )
 
 
@@ -243,6 +283,12 @@ def node_config_to_toml(config: NodeConfig) -> str:
     ]
     if config.state_dir is not None:
         lines.append(f"state_dir = {_toml_value(str(config.state_dir))}")
+    if config.credentials is not None:
+        lines.append(f"credentials = {_toml_value(str(config.credentials))}")
+    else:
+        lines.append("insecure = true")
+    if config.server_name is not None:
+        lines.append(f"server_name = {_toml_value(config.server_name)}")
     for dataset in config.datasets:
         lines += [
             "",

@@ -31,14 +31,17 @@ from federation.messages import (
     NodeToCoordinator,
     SecAggCoordinatorRound,
     SecAggFromNode,
+    SecAggSetup,
     TaskAssignment,
     TaskFailure,
     TaskState,
     TaskStatus,
 )
+from federation.pki import Credentials
 from federation.policy import MAX_APPROVAL_WAIT, ApprovalMode
 from federation.policy_check import check_query_set, check_task, local_query_set_size
 from federation.protocols.secagg import (
+    ConsistencyRequest,
     KeyRoster,
     NodeSecAgg,
     SecAggParams,
@@ -49,6 +52,7 @@ from federation.query import BoundQuery, bind_query, compute_local, parse_query
 from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
+from nodes.roster import EnrolledRoster, signer_for
 
 __all__ = [
     "CANCELLED",
@@ -263,8 +267,10 @@ class SecAggTask:
         budgets: NodeBudgets | None = None,
         approvals: ApprovalBook | None = None,
         on_finish: Finish | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.job_id = assignment.job_id
+        self._credentials = credentials
         self._budgets = budgets
         self._approvals = approvals
         self._on_finish = on_finish
@@ -371,14 +377,38 @@ class SecAggTask:
             vector_length=setup.vector_length,
             neighbours=setup.neighbours,
             threshold=setup.threshold,
+            signed=setup.signed,
+            # this node's own binding of the query, never the coordinator's word
+            fingerprint=bound.fingerprint if setup.signed else "",
         )
+        sign, verify = self._identity(setup)
         # t: fewer surviving nodes than the Shamir threshold cannot be unmasked.
         noise = prepare_dp(self._assignment, bound, self._budgets, setup.threshold, setup.slots)
         self._charged = noise is not None
-        self._machine = NodeSecAgg(params, setup.slot)
+        self._machine = NodeSecAgg(params, setup.slot, sign=sign, verify=verify)
         self._vector = self._pool.submit(self._compute, bound, noise)
         self._vector.add_done_callback(self._computed)
         self._send(SecAggFromNode(self.job_id, self._machine.advertise_keys()))
+
+    def _identity(
+        self, setup: SecAggSetup
+    ) -> tuple[Callable[[bytes], bytes] | None, Callable[[int, bytes, bytes], bool] | None]:
+        """Signing and verification for a signed run; a node with an identity takes
+        part in nothing else (a coordinator may not downgrade it)."""
+        credentials = self._credentials
+        if credentials is None:
+            if setup.signed:
+                raise ProtocolError("a signed run needs node credentials; this node has none")
+            return None, None
+        if not setup.signed:
+            raise ProtocolError(
+                "this node has an identity and takes part only in signed (actively secure) "
+                "runs; the coordinator asked for an unsigned one; refusing"
+            )
+        if len(setup.certificates) != setup.slots:
+            raise ProtocolError("the roster must hold one certificate per slot; refusing")
+        roster = EnrolledRoster(setup.certificates, credentials, setup.slot)
+        return signer_for(credentials), roster.verify
 
     def _compute(self, bound: BoundQuery, noise: NoisePlan | None) -> np.ndarray:
         return compute_checked(bound, self._data, noise)
@@ -411,6 +441,10 @@ class SecAggTask:
                 raise ProtocolError("masked input requested before the task started")
             vector = self._vector.result(timeout=self._assignment.round_timeout)
             self._send(SecAggFromNode(self.job_id, machine.mask_input(message, vector)))
+            return False
+        if isinstance(message, ConsistencyRequest):
+            self._checkpoint(DropoutStage.AFTER_UPLOAD)
+            self._send(SecAggFromNode(self.job_id, machine.consistency(message)))
             return False
         if isinstance(message, UnmaskRequest):
             self._checkpoint(DropoutStage.AFTER_UPLOAD)

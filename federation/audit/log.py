@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from federation.audit.heads import SignedTreeHead, VerificationReport, verify_log
@@ -56,13 +57,19 @@ def load_signer(key_path: Path) -> Ed25519Signer:
 class AuditLog:
     """An append-only Merkle log backed by one SQLite file."""
 
-    def __init__(self, path: Path | str, signer: Ed25519Signer) -> None:
-        """Open (or create) the log at ``path``, signing heads with ``signer``."""
+    def __init__(self, path: Path | str, signer: Ed25519Signer, *, durable: bool = True) -> None:
+        """Open (or create) the log at ``path``, signing heads with ``signer``.
+
+        ``durable``: every append survives a power loss (SQLite ``synchronous=FULL``);
+        otherwise it survives a crash of the process but a power loss may drop the
+        newest appends (``NORMAL``: no flush per append).
+        """
         self.path = Path(path)
         self._signer = signer
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
         self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('public_key', ?)",
@@ -89,20 +96,42 @@ class AuditLog:
 
     def append(self, entry: bytes) -> int:
         """Append one entry; returns its index."""
-        if not isinstance(entry, bytes):
-            raise TypeError(f"an audit entry is bytes, got {type(entry).__name__}")
+        return self.append_many([entry])[0]
+
+    def append_many(
+        self, entries: Sequence[bytes], meta: Mapping[str, bytes] | None = None
+    ) -> list[int]:
+        """Append entries, and set ``meta`` keys, in one transaction; returns the indices."""
+        for entry in entries:
+            if not isinstance(entry, bytes):
+                raise TypeError(f"an audit entry is bytes, got {type(entry).__name__}")
         with self._lock:
-            leaf = leaf_hash(entry)
-            index = self._tree.append(leaf)
+            rows = []
+            for entry in entries:
+                leaf = leaf_hash(entry)
+                index = self._tree.append(leaf)
+                rows.append((index, entry, leaf, self._tree.root()))
             try:
-                self._db.execute(
-                    "INSERT INTO entries (idx, entry, leaf, root) VALUES (?, ?, ?, ?)",
-                    (index, entry, leaf, self._tree.root()),
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO entries (idx, entry, leaf, root) VALUES (?, ?, ?, ?)", rows
                 )
+                for key, value in (meta or {}).items():
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+                    )
+                self._db.execute("COMMIT")
             except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 self._rebuild()
                 raise
-            return index
+            return [index for index, _, _, _ in rows]
+
+    def meta(self, key: str) -> bytes | None:
+        """A value set with :meth:`append_many`, or ``None``."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def _rebuild(self) -> None:
         self._tree = MerkleTree(
@@ -144,6 +173,13 @@ class AuditLog:
             "SELECT size, timestamp_ms, root, signature FROM heads ORDER BY size"
         ).fetchall()
         return [SignedTreeHead(int(s), int(t), bytes(r), bytes(g)) for s, t, r, g in rows]
+
+    def rows(self, start: int, end: int) -> list[tuple[bytes, bytes]]:
+        """(entry, root recorded after it) for the entries ``[start, end)``."""
+        rows = self._db.execute(
+            "SELECT entry, root FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        ).fetchall()
+        return [(bytes(e), bytes(r)) for e, r in rows]
 
     def entries(self, start: int = 0, end: int | None = None) -> list[bytes]:
         """The entries ``[start, end)``."""

@@ -1,4 +1,5 @@
-"""``federation audit``: verify or export an audit log file, offline."""
+"""``federation audit``: verify, export or trace a job through an audit log (a file, or
+the coordinator's over gRPC)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from federation.audit.heads import SignedTreeHead, verify_log
 from federation.audit.lineage import lineage
 from federation.audit.log import read_log
 from federation.audit.merkle import leaf_hash
+from federation.cli.options import add_security_args, security_from_args
 from federation.errors import ConfigError, UnknownJobError
+from federation.transport.audit_service import LogCopy, fetch_log
 
 __all__ = ["add_parser", "run"]
 
@@ -21,28 +24,46 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     audit = sub.add_parser("audit", help="verify or export a tamper-evident audit log")
     actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = actions.add_parser("verify", help="recompute the whole log and check its heads")
-    verify.add_argument("--log", required=True, help="the log file (e.g. coordinator.db.audit)")
+    _source_args(verify)
     verify.add_argument(
         "--public-key",
-        help="the log's Ed25519 public key in hex (pin it; default: the key stored in the "
-        "file, which proves integrity only against someone without write access to it)",
+        help="the log's Ed25519 public key in hex (pin it; default: the key that came with "
+        "the log, which proves integrity only against someone who cannot replace both)",
     )
     export = actions.add_parser("export", help="write every leaf and signed head as JSON lines")
-    export.add_argument("--log", required=True, help="the log file")
+    _source_args(export)
     show = actions.add_parser(
         "show", help="a job's lineage: who asked what, which nodes and data, what was released"
     )
     show.add_argument("job", help="the job id")
-    show.add_argument("--log", required=True, help="the coordinator's log file")
+    _source_args(show)
     show.add_argument("--public-key", help="pin the log's Ed25519 public key (hex)")
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", help="a log file (e.g. coordinator.db.audit, or a node's)")
+    where.add_argument(
+        "--coordinator",
+        "-c",
+        metavar="HOST:PORT",
+        help="read the coordinator's log over gRPC (an auditor's or admin's certificate)",
+    )
+    add_security_args(p, "this auditor's")
+
+
+def _load(args: argparse.Namespace) -> LogCopy:
+    if args.log is not None:
+        try:
+            return read_log(args.log)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+    return fetch_log(args.coordinator, security_from_args(args, "this auditor"))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``audit verify`` or ``audit export``."""
-    try:
-        entries, roots, heads, stored_key = read_log(args.log)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
+    entries, roots, heads, stored_key = _load(args)
     if args.audit_command == "show":
         return _show(args, entries, roots, heads, stored_key)
     if args.audit_command == "export":

@@ -11,10 +11,11 @@ import threading
 import time
 from pathlib import Path
 
+from federation.dp.report import ANONYMOUS
 from federation.errors import ConfigError
 from federation.messages import JobProgress, JobStatus
 from federation.render import render_csv, render_json, render_table
-from federation.sdk.client import connect
+from federation.sdk.client import Client, connect
 from federation.sdk.result import QueryResult
 from federation.table import ResultTable
 
@@ -53,6 +54,24 @@ def _wait_for_signal(done: threading.Event | None = None) -> None:
         pass
 
 
+def _connect(args: argparse.Namespace, analyst: str = ANONYMOUS) -> Client:
+    """An analyst connection from ``--coordinator``, ``--credentials`` / ``--insecure``."""
+    if args.insecure and args.credentials:
+        raise ConfigError("pass --credentials or --insecure, not both")
+    if not args.insecure and not args.credentials:
+        raise ConfigError(
+            "pass --credentials DIR (this analyst's certificate from `federation pki issue "
+            "analyst NAME`; or set $FEDERATION_CREDENTIALS), or --insecure for a local "
+            "plaintext simulation"
+        )
+    return connect(
+        args.coordinator,
+        credentials=None if args.insecure else args.credentials,
+        insecure=args.insecure,
+        analyst=analyst,
+    )
+
+
 def _print_table(table: ResultTable, fmt: str, **meta: object) -> None:
     if fmt == "csv":
         sys.stdout.write(render_csv(table))
@@ -79,9 +98,27 @@ def coordinator_serve(args: argparse.Namespace) -> int:
             dropout_tolerance=args.dropout_tolerance,
         ),
     )
+    from federation.transport.access import RateLimit
+    from federation.transport.security import TransportSecurity
+
+    if args.insecure == bool(args.credentials):
+        raise ConfigError(
+            "coordinator serve needs --credentials DIR (its certificate from `federation pki "
+            "issue coordinator HOST`, for mutual TLS) or --insecure (plaintext, local "
+            "simulations only); not both"
+        )
+    if args.insecure:
+        security = TransportSecurity.insecure("the coordinator")
+    else:
+        if args.crl is None:
+            _err("warning: no --crl: revoked certificates will not be refused")
+        security = TransportSecurity.mutual_tls(args.credentials, crl=args.crl)
     coordinator = Coordinator(settings)
-    server = coordinator.serve(args.host, args.port)
-    _err(f"coordinator listening on {server.address} (state: {args.db}); Ctrl-C to stop")
+    server = coordinator.serve(
+        args.host, args.port, security=security, rate=RateLimit(args.rate, args.rate * 4)
+    )
+    how = "mutual TLS" if security.secure else "PLAINTEXT"
+    _err(f"coordinator listening on {server.address} ({how}; state: {args.db}); Ctrl-C to stop")
     try:
         _wait_for_signal()
     finally:
@@ -113,7 +150,7 @@ def node_serve(args: argparse.Namespace) -> int:
 
 def datasets(args: argparse.Namespace) -> int:
     """Print the directory."""
-    with connect(args.coordinator) as client:
+    with _connect(args) as client:
         infos = client.datasets()
     if args.format == "json":
         _out(
@@ -153,7 +190,7 @@ def datasets(args: argparse.Namespace) -> int:
 
 def nodes(args: argparse.Namespace) -> int:
     """Print the known nodes."""
-    with connect(args.coordinator) as client:
+    with _connect(args) as client:
         infos = client.nodes()
     if not infos:
         _out("no nodes registered")
@@ -166,7 +203,7 @@ def nodes(args: argparse.Namespace) -> int:
 
 def query(args: argparse.Namespace) -> int:
     """Run one query and print its result."""
-    with connect(args.coordinator, analyst=args.analyst) as client:
+    with _connect(args, args.analyst) as client:
         result = client.query(
             args.sql,
             protocol=args.protocol,
@@ -181,7 +218,7 @@ def query(args: argparse.Namespace) -> int:
 
 def budget(args: argparse.Namespace) -> int:
     """Print what is left of an analyst's DP budget on a dataset."""
-    with connect(args.coordinator, analyst=args.analyst) as client:
+    with _connect(args, args.analyst) as client:
         status = client.budget(args.dataset)
     _out(
         f"{status.dataset} · analyst {status.analyst}: epsilon {status.remaining:.6g} left "
@@ -211,7 +248,7 @@ def _print_result(result: QueryResult, fmt: str) -> None:
 
 def job(args: argparse.Namespace) -> int:
     """Show a recorded job."""
-    with connect(args.coordinator) as client:
+    with _connect(args) as client:
         record = client.job(args.job_id)
     _err(
         f"job {record.job_id}: {record.status.value} · {record.protocol.value} · "
@@ -281,6 +318,7 @@ def simulate(args: argparse.Namespace) -> int:
             workdir=tmp,
             round_timeout=10.0,
             isolation=args.isolation,
+            insecure=args.insecure,
         ) as client,
     ):
         _err(f"federation up at {client.address} in {time.perf_counter() - t0:.2f} s")

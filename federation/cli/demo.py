@@ -82,11 +82,15 @@ def run_demo(examples: Path, out: Print) -> int:
     """Run the demo; returns a process exit code."""
     from coordinator.jobs import JobSettings
     from coordinator.service import Coordinator, CoordinatorSettings
+    from federation.pki import Role
+    from federation.simulation import LocalPKI
     from nodes.agent import NodeAgent
     from nodes.config import load_node_config
 
     configs = [load_node_config(p) for p in sorted((examples / "nodes").glob("*.toml"))]
     with tempfile.TemporaryDirectory(prefix="federation-demo-") as tmp:
+        # The demo's own CA: every channel is mutual TLS, as in a deployment.
+        pki = LocalPKI(Path(tmp) / "pki", insecure=False)
         coordinator = Coordinator(
             CoordinatorSettings(
                 database=Path(tmp) / "coordinator.db",
@@ -94,12 +98,20 @@ def run_demo(examples: Path, out: Print) -> int:
                 jobs=JobSettings(round_timeout=15.0),
             )
         )
-        server = coordinator.serve("127.0.0.1", 0)
+        server = coordinator.serve("127.0.0.1", 0, security=pki.coordinator())
         agents = []
         try:
             out(f"coordinator listening on {server.address}")
             for config in configs:
-                agent = NodeAgent(dataclasses.replace(config, coordinator=server.address))
+                agent = NodeAgent(
+                    dataclasses.replace(
+                        config,
+                        coordinator=server.address,
+                        credentials=pki.path(Role.NODE, config.name),
+                        insecure=False,
+                        server_name=None,
+                    )
+                )
                 agent.start()
                 agents.append(agent)
                 sources = ", ".join(str(d.source.name) for d in config.datasets)
@@ -107,7 +119,7 @@ def run_demo(examples: Path, out: Print) -> int:
             for agent in agents:
                 if not agent.registered.wait(20):
                     raise CoordinatorUnavailableError(f"{agent.config.name} did not register")
-            with Client(server.address) as client:
+            with Client(server.address, security=pki.client("demo-analyst")) as client:
                 out("\nThe directory (metadata only):")
                 for info in client.datasets():
                     cols = ", ".join(f"{c.name}:{c.type.value}" for c in info.schema.columns)

@@ -16,6 +16,7 @@ from typing import Any
 from federation.cli import approvals as approvals_cli
 from federation.cli import audit as audit_cli
 from federation.cli import pki as pki_cli
+from federation.cli.options import add_security_args
 from federation.errors import FederationError
 
 __all__ = ["build_parser", "main"]
@@ -31,6 +32,7 @@ def _add_coordinator_arg(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="coordinator address (default: $FEDERATION_COORDINATOR or %(default)s)",
     )
+    add_security_args(p, "this analyst's")
 
 
 def _add_dp_args(query: argparse.ArgumentParser, sub: Any) -> None:
@@ -50,18 +52,8 @@ def _add_dp_args(query: argparse.ArgumentParser, sub: Any) -> None:
     budget.add_argument("--analyst", default="anonymous", help="whose budget (%(default)s)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="federation",
-        description="Aggregate queries over data that never leaves its nodes.",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = sub.add_parser("demo", help="run a local coordinator + 3 nodes on example data")
-    demo.add_argument("--examples", metavar="DIR", help="the examples/ directory to use")
-
+def _add_coordinator_serve(sub: Any) -> None:
+    """``coordinator serve`` and its options."""
     coord = sub.add_parser("coordinator", help="run the coordinator")
     coord_sub = coord.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = coord_sub.add_parser("serve", help="serve analysts and nodes")
@@ -79,6 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of each neighbourhood that may drop out mid-job (%(default)s, max 0.45)",
     )
     serve.add_argument("--heartbeat", type=float, default=5.0, help="node heartbeat seconds")
+    add_security_args(serve, "the coordinator's")
+    serve.add_argument(
+        "--crl",
+        metavar="FILE",
+        help="the CA's revocation list (crl.pem in the PKI directory; reread when it "
+        "changes): revoked certificates are refused",
+    )
+    serve.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="calls per second each identity may make, sustained (%(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="federation",
+        description="Aggregate queries over data that never leaves its nodes.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a local coordinator + 3 nodes on example data")
+    demo.add_argument("--examples", metavar="DIR", help="the examples/ directory to use")
+
+    _add_coordinator_serve(sub)
 
     node = sub.add_parser("node", help="run a node agent; decide tasks awaiting approval")
     node_sub = node.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -130,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=0, help="seed for the synthetic data")
     sim.add_argument("--sql", action="append", help="query to run (repeatable)")
+    sim.add_argument(
+        "--insecure", action="store_true", help="plaintext gRPC instead of its own mutual TLS"
+    )
     sim.add_argument(
         "--isolation",
         choices=["thread", "process"],

@@ -33,7 +33,14 @@ from federation.pki.authority import (
     issue,
     open_ca,
 )
-from federation.pki.credentials import Credentials, load_credentials, sign, verify_signature
+from federation.pki.credentials import (
+    Credentials,
+    SigningKey,
+    VerifyingKey,
+    load_credentials,
+    sign,
+    verify_signature,
+)
 from federation.pki.crl import load_revoked_serials
 from federation.pki.identity import Identity, identity_from_certificate, verify_issued_by
 from federation.pki.index import IndexEntry
@@ -47,6 +54,8 @@ __all__ = [
     "IndexEntry",
     "IssuedCredential",
     "Role",
+    "SigningKey",
+    "VerifyingKey",
     "identity_from_certificate",
     "init_ca",
     "issue",

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 
 from federation.dp.report import ANONYMOUS, DEFAULT_DELTA, BudgetSpend, BudgetStatus, DPParams
@@ -25,6 +27,7 @@ from federation.messages import (
     Protocol,
     QueryRequest,
 )
+from federation.pki import Credentials
 from federation.query.quantiles import split_quantiles
 from federation.schema import DatasetSchema
 from federation.sdk.describe import (
@@ -41,8 +44,9 @@ from federation.sdk.quantiles import DEFAULT_TOLERANCE, run_quantile_query
 from federation.sdk.result import QueryResult
 from federation.table import ResultTable
 from federation.transport.analyst_client import AnalystConnection
+from federation.transport.security import TransportSecurity
 
-__all__ = ["Client", "connect"]
+__all__ = ["CREDENTIALS_ENV", "Client", "connect"]
 
 ProgressCallback = Callable[[JobProgress], None]
 
@@ -51,15 +55,30 @@ class Client:
     """A connection to a coordinator, for analysts."""
 
     def __init__(
-        self, address: str, *, connect_timeout: float = 10.0, analyst: str = ANONYMOUS
+        self,
+        address: str,
+        *,
+        security: TransportSecurity | None = None,
+        connect_timeout: float = 10.0,
+        analyst: str = ANONYMOUS,
     ) -> None:
+        """Connect; ``security=None`` means plaintext (with a warning): prefer
+        :func:`connect`, which insists on credentials or an explicit ``insecure=True``."""
+        if security is None:
+            security = TransportSecurity.insecure("this analyst client")
         self.address = address
-        self.analyst = analyst
-        """Whose DP budget this client's queries spend. Self-declared: until mutual TLS
-        identities arrive, the coordinator and nodes take it on trust."""
-        self._conn = AnalystConnection(address, connect_timeout=connect_timeout)
+        credentials = security.credentials
+        self.analyst = credentials.identity.name if credentials is not None else analyst
+        """Whose DP budget this client's queries spend: the certificate's identity under
+        mutual TLS (the coordinator enforces it); self-declared on plaintext."""
+        self._conn = AnalystConnection(address, security=security, connect_timeout=connect_timeout)
         self.keys = KeyRing()
         """This client's homomorphic key pairs (secret keys stay in this process)."""
+
+    @property
+    def security(self) -> TransportSecurity:
+        """How this client's channel is secured (to open other channels the same way)."""
+        return self._conn.security
 
     def __enter__(self) -> Client:
         return self
@@ -292,8 +311,46 @@ class Client:
         return self._conn.get_job(job_id)
 
 
-def connect(address: str, *, timeout: float = 10.0, analyst: str = ANONYMOUS) -> Client:
-    """Connect to the coordinator at ``host:port``; use as a context manager.
+CREDENTIALS_ENV = "FEDERATION_CREDENTIALS"
+"""Where :func:`connect` looks for credentials when none are passed."""
 
-    ``analyst`` names whose DP budget the queries spend (self-declared until mTLS)."""
-    return Client(address, connect_timeout=timeout, analyst=analyst)
+
+def connect(
+    address: str,
+    *,
+    credentials: Credentials | str | Path | None = None,
+    insecure: bool = False,
+    timeout: float = 10.0,
+    analyst: str = ANONYMOUS,
+) -> Client:
+    """Connect to the coordinator at ``host:port`` over mutual TLS; use as a context
+    manager.
+
+    Args:
+        address: The coordinator.
+        credentials: This analyst's credentials (``federation pki issue analyst NAME``
+            writes them): a :class:`~federation.pki.Credentials`, or the directory or key
+            file holding them; default ``$FEDERATION_CREDENTIALS``. The certificate's
+            name is the analyst whose DP budget pays.
+        insecure: Plaintext instead, for a local simulation only (no identities:
+            ``analyst`` is then taken on trust).
+        timeout: Seconds to wait for the coordinator.
+        analyst: On plaintext only, whose DP budget the queries spend.
+
+    Raises:
+        ConfigError: Neither credentials nor ``insecure=True``.
+        CoordinatorUnavailableError: The coordinator cannot be reached, or the TLS
+            handshake failed (the message says a certificate was rejected).
+    """
+    if insecure:
+        security = TransportSecurity.insecure("this analyst client")
+    else:
+        source = credentials if credentials is not None else os.environ.get(CREDENTIALS_ENV)
+        if not source:
+            raise ConfigError(
+                "connect() needs this analyst's credentials (credentials=DIR, issued by "
+                f"`federation pki issue analyst NAME`, or ${CREDENTIALS_ENV}), or "
+                "insecure=True for a local plaintext simulation"
+            )
+        security = TransportSecurity.mutual_tls(source)
+    return Client(address, security=security, connect_timeout=timeout, analyst=analyst)

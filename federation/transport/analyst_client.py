@@ -25,6 +25,7 @@ from federation.messages import (
 from federation.schema import DatasetSchema
 from federation.table import paused_gc
 from federation.transport.options import channel_options
+from federation.transport.security import TransportSecurity
 from federation.transport.serde import (
     ResultAssembler,
     dataset_info_from_proto,
@@ -42,9 +43,16 @@ __all__ = ["AnalystConnection"]
 class AnalystConnection:
     """A channel to the coordinator's analyst service."""
 
-    def __init__(self, address: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        security: TransportSecurity,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=channel_options())
+        self.security = security
+        self._channel = security.channel(address, channel_options())
         self._stub = analyst_pb2_grpc.AnalystServiceStub(self._channel)
         try:
             self.info = self._get_info(connect_timeout)
@@ -57,6 +65,20 @@ class AnalystConnection:
             resp = self._stub.GetInfo(analyst_pb2.GetInfoRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, target=self.address)
+            if isinstance(error, CoordinatorUnavailableError) and "TLS" in error.message:
+                raise error from None
+            closed = any(w in error.message for w in ("Socket closed", "Connection reset"))
+            if isinstance(error, CoordinatorUnavailableError) and closed:
+                raise CoordinatorUnavailableError(
+                    f"the coordinator at {self.address} closed the connection during the "
+                    + (
+                        "TLS handshake: it rejected this party's certificate (expired, "
+                        "revoked, or not from the federation's CA)"
+                        if self.security.secure
+                        else "handshake: it expects mutual TLS and refuses plaintext clients; "
+                        "pass credentials (--credentials)"
+                    )
+                ) from None
             if isinstance(error, CoordinatorUnavailableError) or "DEADLINE" in error.message:
                 raise CoordinatorUnavailableError(
                     f"cannot reach the coordinator at {self.address}: "

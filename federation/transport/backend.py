@@ -58,8 +58,11 @@ class CoordinatorBackend(Protocol):
     def get_job(self, job_id: str) -> JobRecord:
         """A recorded job; raises UnknownJobError."""
 
-    def attach_node(self, registration: Registration, outbox: Outbox, peer: str) -> object:
-        """A node connected and registered; returns an opaque session handle."""
+    def attach_node(
+        self, registration: Registration, outbox: Outbox, peer: str, certificate: bytes = b""
+    ) -> object:
+        """A node connected and registered; returns an opaque session handle.
+        ``certificate``: the node's TLS client certificate (PEM; empty on plaintext)."""
 
     def node_message(self, session: object, message: NodeToCoordinator) -> None:
         """A message arrived on a node's stream (never blocks for long)."""

@@ -15,8 +15,16 @@ from typing import Protocol
 import grpc
 
 from federation.errors import CoordinatorUnavailableError, FederationError, ProtocolError
-from federation.messages import CoordinatorToNode, NodeToCoordinator, Registered, Registration
+from federation.messages import (
+    CoordinatorToNode,
+    ErrorInfo,
+    NodeToCoordinator,
+    Registered,
+    Registration,
+    TaskFailure,
+)
 from federation.transport.options import channel_options
+from federation.transport.security import TransportSecurity
 from federation.transport.serde_node import coordinator_message_from_proto, node_messages_to_proto
 from federation.transport.status import error_from_rpc
 from federation.v1 import node_pb2, node_pb2_grpc
@@ -58,8 +66,9 @@ class NodeLink(Protocol):
 class GrpcNodeLink:
     """A node's bidirectional stream to the coordinator over gRPC."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, security: TransportSecurity | None = None) -> None:
         self.address = address
+        self.security = security or TransportSecurity.insecure("this node")
         self._channel: grpc.Channel | None = None
         self._call: grpc.Call | None = None
         self._outgoing: queue.Queue[node_pb2.NodeMessage | None] = queue.Queue()  # None ends
@@ -69,14 +78,20 @@ class GrpcNodeLink:
 
     def open(self, registration: Registration, timeout: float = 10.0) -> Registered:
         """Dial, register and wait for the coordinator's acknowledgement."""
-        self._channel = grpc.insecure_channel(self.address, options=channel_options())
+        self._channel = self.security.channel(self.address, channel_options())
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             self._channel.close()
             raise CoordinatorUnavailableError(
-                f"cannot reach the coordinator at {self.address} within {timeout:.0f} s; "
-                "check the address and that `federation coordinator serve` is running"
+                f"cannot reach the coordinator at {self.address} within {timeout:.0f} s"
+                + (
+                    " (or the TLS handshake failed: is this node's certificate from the "
+                    "federation's CA, unexpired, and does the coordinator's match its address?)"
+                    if self.security.secure
+                    else ""
+                )
+                + "; check the address and that `federation coordinator serve` is running"
             ) from None
         stub = node_pb2_grpc.NodeServiceStub(self._channel)
         self.send(registration)
@@ -114,6 +129,10 @@ class GrpcNodeLink:
                     self._incoming.put(coordinator_message_from_proto(raw))
                 except FederationError as exc:
                     log.warning("ignoring a malformed coordinator message: %s", exc.message)
+                    if raw.WhichOneof("body") == "task":
+                        # Refuse at once: the job need not wait out its round deadline.
+                        failure = ErrorInfo(exc.code, exc.message)
+                        self.send(TaskFailure(raw.task.job_id, failure))
             error = CoordinatorUnavailableError("the coordinator closed the stream")
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, target=self.address)

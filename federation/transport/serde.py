@@ -64,13 +64,17 @@ _BIG_INT = re.compile(rf"-?[0-9]{{1,{_MAX_BIG_INT_DIGITS}}}")
 
 
 def protocol_from_wire(name: str) -> Protocol:
-    """Parse a protocol name; empty means the default (secagg)."""
+    """Parse a protocol name; empty means the default (secagg).
+
+    Raises:
+        ConfigError: Not a protocol this release knows.
+    """
     if not name:
         return Protocol.SECAGG
     try:
         return Protocol(name.lower())
     except ValueError:
-        raise FederationError(
+        raise ConfigError(
             f"unknown protocol {name!r}; available: {[p.value for p in Protocol]}"
         ) from None
 

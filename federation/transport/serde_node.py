@@ -6,11 +6,12 @@ the sender from the stream's identity (``sender=UNKNOWN_SLOT`` here).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from federation.errors import FederationError, MessageTooLargeError, ProtocolError
+from federation.errors import MessageTooLargeError, ProtocolError
 from federation.messages import (
     AuditReceipt,
     CoordinatorToNode,
@@ -30,6 +31,8 @@ from federation.messages import (
     TaskStatus,
 )
 from federation.protocols.secagg.messages import (
+    ConsistencyRequest,
+    ConsistencySignature,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -60,6 +63,7 @@ from federation.v1 import node_pb2
 __all__ = [
     "CHUNK_BYTES",
     "CHUNK_ELEMENTS",
+    "MAX_ROUND_TIMEOUT",
     "MAX_SHARE_BYTES",
     "MAX_VECTOR_LENGTH",
     "UNKNOWN_SLOT",
@@ -85,6 +89,9 @@ CHUNK_BYTES = 1 << 20
 MAX_SHARE_BYTES = 1 << 30
 """Largest encrypted share (1 GiB) a coordinator accepts from a node."""
 
+MAX_ROUND_TIMEOUT = 86_400.0
+"""Longest round timeout (seconds) a node accepts in a task: a day."""
+
 _LE_U64 = np.dtype("<u8")
 
 
@@ -101,30 +108,33 @@ class EncryptedShareChunk:
 
 
 class BytesAssembler:
-    """Reassembles bytes sent as contiguous chunks; rejects anything else."""
+    """Reassembles bytes sent as contiguous chunks; rejects anything else.
+
+    The buffer grows with the data received: an announced length costs nothing
+    until the sender actually sends that much.
+    """
 
     def __init__(self, total_length: int, limit: int = MAX_SHARE_BYTES) -> None:
-        if not 0 < total_length <= limit:
+        if total_length == 0:
+            raise ProtocolError("a chunked payload must announce a positive length")
+        if total_length > limit:
             raise MessageTooLargeError(
                 f"a payload of {total_length} bytes was announced; the limit is {limit}"
             )
         self.total_length = total_length
-        self._buffer = bytearray(total_length)
-        self._filled = 0
+        self._buffer = bytearray()
 
     def add(self, offset: int, total_length: int, data: bytes) -> bytes | None:
         """Add the next chunk; returns the whole payload once it is complete."""
+        filled = len(self._buffer)
         if total_length != self.total_length:
             raise ProtocolError("chunks disagree on the total length")
-        if offset != self._filled:
-            raise ProtocolError(
-                f"chunk at offset {offset}, expected {self._filled} (chunks in order)"
-            )
-        if not data or self._filled + len(data) > self.total_length:
+        if offset != filled:
+            raise ProtocolError(f"chunk at offset {offset}, expected {filled} (chunks in order)")
+        if not data or filled + len(data) > self.total_length:
             raise ProtocolError("a chunk is empty or exceeds the announced length")
-        self._buffer[self._filled : self._filled + len(data)] = data
-        self._filled += len(data)
-        return bytes(self._buffer) if self._filled == self.total_length else None
+        self._buffer += data
+        return bytes(self._buffer) if len(self._buffer) == self.total_length else None
 
 
 def chunk_bytes(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -146,34 +156,38 @@ class MaskedInputChunk:
 
 
 class VectorAssembler:
-    """Reassembles a vector sent as contiguous chunks; rejects anything else."""
+    """Reassembles a vector sent as contiguous chunks; rejects anything else.
+
+    The buffer grows with the data received: an announced length costs nothing
+    until the sender actually sends that much.
+    """
 
     def __init__(self, total_length: int) -> None:
-        if not 0 < total_length <= MAX_VECTOR_LENGTH:
+        if total_length == 0:
+            raise ProtocolError("a chunked vector must announce a positive length")
+        if total_length > MAX_VECTOR_LENGTH:
             raise MessageTooLargeError(
                 f"a vector of {total_length} elements was announced; "
                 f"the limit is {MAX_VECTOR_LENGTH}"
             )
         self.total_length = total_length
-        self._buffer = bytearray(total_length * 8)
-        self._filled = 0
+        self._buffer = bytearray()
 
     def add(self, chunk: MaskedInputChunk) -> np.ndarray | None:
         """Add the next chunk; returns the whole vector once it is complete."""
+        filled = len(self._buffer) // 8
         if chunk.total_length != self.total_length:
             raise ProtocolError("vector chunks disagree on the total length")
-        if chunk.offset != self._filled:
+        if chunk.offset != filled:
             raise ProtocolError(
-                f"vector chunk at offset {chunk.offset}, expected {self._filled} (chunks in order)"
+                f"vector chunk at offset {chunk.offset}, expected {filled} (chunks in order)"
             )
         if len(chunk.data) % 8 or not chunk.data:
             raise ProtocolError("a vector chunk must hold a positive whole number of uint64 values")
-        count = len(chunk.data) // 8
-        if self._filled + count > self.total_length:
+        if filled + len(chunk.data) // 8 > self.total_length:
             raise ProtocolError("vector chunks exceed the announced length")
-        self._buffer[self._filled * 8 : (self._filled + count) * 8] = chunk.data
-        self._filled += count
-        if self._filled < self.total_length:
+        self._buffer += chunk.data
+        if len(self._buffer) < self.total_length * 8:
             return None
         return np.frombuffer(bytes(self._buffer), dtype=_LE_U64).astype(np.uint64, copy=False)
 
@@ -256,7 +270,9 @@ def _secagg_node_to_proto(message: SecAggFromNode) -> Iterator[node_pb2.NodeMess
     job = message.job_id
     if isinstance(body, KeyAdvertisement):
         keys = node_pb2.PublicKeys(
-            encryption_key=body.keys.encryption_key, masking_key=body.keys.masking_key
+            encryption_key=body.keys.encryption_key,
+            masking_key=body.keys.masking_key,
+            signature=body.signature,
         )
         yield node_pb2.NodeMessage(
             secagg=node_pb2.SecAggNodeMessage(job_id=job, advertise_keys=keys)
@@ -277,6 +293,10 @@ def _secagg_node_to_proto(message: SecAggFromNode) -> Iterator[node_pb2.NodeMess
             yield node_pb2.NodeMessage(
                 secagg=node_pb2.SecAggNodeMessage(job_id=job, masked_input=chunk)
             )
+    elif isinstance(body, ConsistencySignature):
+        yield node_pb2.NodeMessage(
+            secagg=node_pb2.SecAggNodeMessage(job_id=job, consistency_signature=body.signature)
+        )
     else:
         response = node_pb2.UnmaskResponse(
             self_mask_shares=_slot_bytes(body.self_mask_shares),
@@ -331,7 +351,7 @@ def node_message_from_proto(  # noqa: PLR0911 - one return per message kind
     if which == "encrypted_share":
         e = msg.encrypted_share
         return EncryptedShareChunk(e.job_id, int(e.offset), int(e.total_length), bytes(e.data))
-    raise FederationError("empty node message: no body set")
+    raise ProtocolError("empty node message: no body set")
 
 
 def _secagg_node_from_proto(
@@ -343,7 +363,17 @@ def _secagg_node_from_proto(
             encryption_key=bytes(msg.advertise_keys.encryption_key),
             masking_key=bytes(msg.advertise_keys.masking_key),
         )
-        return SecAggFromNode(msg.job_id, KeyAdvertisement(sender=UNKNOWN_SLOT, keys=keys))
+        return SecAggFromNode(
+            msg.job_id,
+            KeyAdvertisement(
+                sender=UNKNOWN_SLOT, keys=keys, signature=bytes(msg.advertise_keys.signature)
+            ),
+        )
+    if which == "consistency_signature":
+        return SecAggFromNode(
+            msg.job_id,
+            ConsistencySignature(sender=UNKNOWN_SLOT, signature=bytes(msg.consistency_signature)),
+        )
     if which == "share_bundle":
         cts = _slot_map(msg.share_bundle.ciphertexts, "a share bundle")
         return SecAggFromNode(msg.job_id, ShareBundle(sender=UNKNOWN_SLOT, ciphertexts=cts))
@@ -397,6 +427,8 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
                     vector_length=s.vector_length,
                     threshold=s.threshold,
                     neighbours=[node_pb2.NeighbourList(slots=list(n)) for n in s.neighbours],
+                    signed=s.signed,
+                    certificates=list(s.certificates),
                 )
             )
         if message.he is not None:
@@ -424,20 +456,25 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
             node_pb2.SlotKeys(
                 slot=slot,
                 keys=node_pb2.PublicKeys(
-                    encryption_key=k.encryption_key, masking_key=k.masking_key
+                    encryption_key=k.encryption_key,
+                    masking_key=k.masking_key,
+                    signature=body.signatures.get(slot, b""),
                 ),
             )
             for slot, k in sorted(body.keys.items())
         )
     elif isinstance(body, ShareDelivery):
         out.share_delivery.ciphertexts.extend(_slot_bytes(body.ciphertexts))
+    elif isinstance(body, ConsistencyRequest):
+        out.consistency_request.survivors.extend(body.survivors)
     else:
+        out.unmask_request.signatures.extend(_slot_bytes(body.signatures))
         out.unmask_request.survivors.extend(body.survivors)
         out.unmask_request.dropped.extend(body.dropped)
     return node_pb2.CoordinatorMessage(secagg=out)
 
 
-def coordinator_message_from_proto(
+def coordinator_message_from_proto(  # noqa: PLR0911 - one return per message kind
     msg: node_pb2.CoordinatorMessage, *, recipient: int = UNKNOWN_SLOT
 ) -> CoordinatorToNode:
     """Wire -> domain. ``recipient`` is the node's own slot in the job, if known."""
@@ -456,6 +493,7 @@ def coordinator_message_from_proto(
         rnd = sa.WhichOneof("round")
         if rnd == "key_roster":
             keys: dict[int, PublicKeys] = {}
+            signatures: dict[int, bytes] = {}
             for item in sa.key_roster.keys:
                 if item.slot in keys:
                     raise ProtocolError(f"key roster names slot {item.slot} twice")
@@ -463,7 +501,11 @@ def coordinator_message_from_proto(
                     encryption_key=bytes(item.keys.encryption_key),
                     masking_key=bytes(item.keys.masking_key),
                 )
-            return SecAggToNode(sa.job_id, KeyRoster(recipient=recipient, keys=keys))
+                if item.keys.signature:
+                    signatures[int(item.slot)] = bytes(item.keys.signature)
+            return SecAggToNode(
+                sa.job_id, KeyRoster(recipient=recipient, keys=keys, signatures=signatures)
+            )
         if rnd == "share_delivery":
             cts = _slot_map(sa.share_delivery.ciphertexts, "a share delivery")
             return SecAggToNode(sa.job_id, ShareDelivery(recipient=recipient, ciphertexts=cts))
@@ -475,10 +517,14 @@ def coordinator_message_from_proto(
                     recipient=recipient,
                     survivors=tuple(int(x) for x in req.survivors),
                     dropped=tuple(int(x) for x in req.dropped),
+                    signatures=_slot_map(req.signatures, "an unmask request"),
                 ),
             )
+        if rnd == "consistency_request":
+            survivors = tuple(int(x) for x in sa.consistency_request.survivors)
+            return SecAggToNode(sa.job_id, ConsistencyRequest(recipient, survivors))
         raise ProtocolError("secure aggregation message with no round set")
-    raise FederationError("empty coordinator message: no body set")
+    raise ProtocolError("empty coordinator message: no body set")
 
 
 def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
@@ -491,6 +537,8 @@ def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
             vector_length=int(s.vector_length),
             threshold=s.threshold,
             neighbours=tuple(tuple(int(x) for x in n.slots) for n in s.neighbours),
+            signed=bool(s.signed),
+            certificates=tuple(bytes(c) for c in s.certificates),
         )
     he = None
     if t.HasField("he"):
@@ -506,6 +554,11 @@ def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
         )
     if (secagg is None) == (he is None):
         raise ProtocolError("a task must carry exactly one protocol setup")
+    if not (math.isfinite(t.round_timeout) and 0 < t.round_timeout <= MAX_ROUND_TIMEOUT):
+        raise ProtocolError(
+            f"a task's round timeout must be in (0, {MAX_ROUND_TIMEOUT:g}] seconds, "
+            f"got {t.round_timeout!r}"
+        )
     return TaskAssignment(
         job_id=t.job_id,
         dataset=t.dataset,
@@ -537,9 +590,10 @@ class ChunkReassembler:
     ) -> NodeToCoordinator | None:
         """The complete message, or None while a chunked one is still arriving."""
         if isinstance(message, MaskedInputChunk):
-            vectors = self._vectors.setdefault(
-                message.job_id, VectorAssembler(message.total_length)
-            )
+            vectors = self._vectors.get(message.job_id)
+            if vectors is None:
+                vectors = VectorAssembler(message.total_length)
+                self._vectors[message.job_id] = vectors
             vector = vectors.add(message)
             if vector is None:
                 return None

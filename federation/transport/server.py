@@ -8,15 +8,23 @@ reassembles chunked vectors before handing complete messages to the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
-from federation.errors import FederationError, MessageTooLargeError, ProtocolError
+from federation.dp.report import ANONYMOUS
+from federation.errors import (
+    AccessDeniedError,
+    FederationError,
+    MessageTooLargeError,
+    ProtocolError,
+)
 from federation.messages import (
     EncryptedJobResult,
     JobAccepted,
@@ -26,8 +34,12 @@ from federation.messages import (
     QueryRequest,
     Registration,
 )
+from federation.transport.access import AccessControl, RateLimit, caller
+from federation.transport.audit_service import AuditSource, add_audit_service
 from federation.transport.backend import CoordinatorBackend, OutboxClosed, QueueOutbox
+from federation.transport.malformed import MalformedRequestGuard
 from federation.transport.options import MAX_SQL_BYTES, server_options
+from federation.transport.security import TransportSecurity
 from federation.transport.serde import (
     dataset_info_to_proto,
     job_record_to_proto,
@@ -98,6 +110,9 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
                 public_key=bytes(request.public_key),
                 dp=dp_params_from_proto(request.dp) if request.HasField("dp") else None,
             )
+            identity = caller(context)
+            if identity is not None:
+                query = with_analyst(query, identity.name)
             for event in self._backend.run_query(query):
                 yield from _job_event_to_proto(event)
 
@@ -106,6 +121,25 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
     ) -> Iterator[analyst_pb2.JobRecordPart]:
         with error_boundary(context, "GetJob"):
             yield from job_record_to_proto(self._backend.get_job(request.job_id))
+
+
+def with_analyst(query: QueryRequest, name: str) -> QueryRequest:
+    """The query as asked by the analyst ``name`` (from its certificate): its DP budget
+    pays, whatever the request declared.
+
+    Raises:
+        AccessDeniedError: The request names another analyst's budget.
+    """
+    dp = query.dp
+    if dp is not None and dp.analyst not in (ANONYMOUS, name):
+        raise AccessDeniedError(
+            f"analyst {name!r} cannot spend the DP budget of analyst {dp.analyst!r}"
+        )
+    return dataclasses.replace(
+        query,
+        analyst=name,
+        dp=dataclasses.replace(dp, analyst=name) if dp is not None else None,
+    )
 
 
 def _job_event_to_proto(event: JobEvent) -> Iterator[analyst_pb2.JobEvent]:
@@ -169,13 +203,25 @@ class _NodeServicer(node_pb2_grpc.NodeServiceServicer):
     ) -> Iterator[node_pb2.CoordinatorMessage]:
         outbox = QueueOutbox()
         with error_boundary(context, "NodeService.Connect"):
-            first = next(request_iterator, None)
+            try:
+                first = next(request_iterator, None)
+            except grpc.RpcError:
+                return  # the node went away before registering: nothing to clean up
             if first is None:
                 return
             registration = node_message_from_proto(first)
             if not isinstance(registration, Registration):
                 raise ProtocolError("the first message on a node stream must be a registration")
-            session = self._backend.attach_node(registration, outbox, context.peer())
+            identity = caller(context)
+            if identity is not None and identity.name != registration.node_name:
+                raise AccessDeniedError(
+                    f"the certificate of node {identity.name!r} cannot register as node "
+                    f"{registration.node_name!r}: nodes serve only under their own identity"
+                )
+            certs = context.auth_context().get("x509_pem_cert") or [b""]
+            session = self._backend.attach_node(
+                registration, outbox, context.peer(), bytes(certs[0])
+            )
         detached = threading.Event()
 
         def detach() -> None:
@@ -260,17 +306,39 @@ def start_coordinator_server(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    security: TransportSecurity,
+    rate: RateLimit | None = None,
+    audit: AuditSource | None = None,
     max_workers: int = 256,
 ) -> CoordinatorServer:
-    """Serve ``backend`` on ``host:port`` (port 0 picks a free port) and return at once."""
+    """Serve ``backend`` on ``host:port`` (port 0 picks a free port) and return at once.
+
+    With mutual TLS, every RPC first passes :class:`~federation.transport.access.AccessControl`
+    (certificate from the CA and not revoked, role, rate); plaintext has no identities.
+    """
+    credentials = security.credentials
+    interceptors: list[grpc.ServerInterceptor[Any, Any]] = []
+    if credentials is not None:
+        interceptors.append(
+            AccessControl(credentials.ca_pem, credentials.identity.federation, security.crl, rate)
+        )
+    # Innermost: the access checks above run before a request's bytes are judged.
+    interceptors.append(MalformedRequestGuard())
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="coordinator-rpc"),
         options=server_options(),
         maximum_concurrent_rpcs=max_workers,
+        interceptors=interceptors,
     )
     analyst_pb2_grpc.add_AnalystServiceServicer_to_server(_AnalystServicer(backend), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(backend), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if audit is not None:
+        add_audit_service(server, audit)
+    server_credentials = security.server_credentials()
+    if server_credentials is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        bound = server.add_secure_port(f"{host}:{port}", server_credentials)
     if bound == 0:
         raise FederationError(f"cannot listen on {host}:{port} (address in use or not local?)")
     server.start()

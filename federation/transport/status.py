@@ -18,6 +18,7 @@ from typing import NoReturn
 import grpc
 
 from federation import errors
+from federation.transport.security import is_tls_failure
 
 __all__ = ["CODE_METADATA_KEY", "STATUS_BY_CODE", "error_boundary", "error_from_rpc"]
 
@@ -53,6 +54,8 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     errors.WeakParametersError.code: _S.FAILED_PRECONDITION,
     errors.AuditIntegrityError.code: _S.DATA_LOSS,
     errors.CertificateError.code: _S.UNAUTHENTICATED,
+    errors.AccessDeniedError.code: _S.PERMISSION_DENIED,
+    errors.RateLimitError.code: _S.RESOURCE_EXHAUSTED,
 }
 
 _CLASS_BY_STATUS: dict[grpc.StatusCode, type[errors.FederationError]] = {
@@ -73,10 +76,25 @@ def status_for(error: errors.FederationError) -> grpc.StatusCode:
     return STATUS_BY_CODE.get(error.code, _S.INTERNAL)
 
 
+MAX_DETAILS_BYTES = 1024
+"""Longest status message sent (UTF-8). It travels as an HTTP/2 header, and a message
+echoing a caller's oversized input (a job id, a node name) would otherwise exceed the
+peer's header limit: the caller would see RESOURCE_EXHAUSTED instead of the error."""
+
+
+def bounded(message: str, limit: int = MAX_DETAILS_BYTES) -> str:
+    """``message`` cut to at most ``limit`` UTF-8 bytes, marked when cut."""
+    raw = message.encode()
+    if len(raw) <= limit:
+        return message
+    return raw[: limit - 16].decode(errors="ignore") + " ... [truncated]"
+
+
 def abort_with(context: grpc.ServicerContext, error: errors.FederationError) -> NoReturn:
-    """Abort the RPC with the status, message and code of ``error``."""
+    """Abort the RPC with the status, message (at most MAX_DETAILS_BYTES) and code of
+    ``error``."""
     context.set_trailing_metadata(((CODE_METADATA_KEY, error.code),))
-    context.abort(status_for(error), error.message)
+    context.abort(status_for(error), bounded(error.message))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
@@ -86,7 +104,7 @@ def error_boundary(context: grpc.ServicerContext, method: str) -> Iterator[None]
     try:
         yield
     except errors.FederationError as exc:
-        log.info("%s refused: [%s] %s", method, exc.code, exc.message)
+        log.info("%s refused: [%s] %s", method, exc.code, bounded(exc.message))
         abort_with(context, exc)
     except Exception:
         code = getattr(context, "code", lambda: None)()
@@ -113,6 +131,12 @@ def error_from_rpc(exc: grpc.RpcError, *, target: str = "") -> errors.Federation
         return errors.error_class_for_code(code)(details)
     if status == _S.UNAVAILABLE:
         where = f" at {target}" if target else ""
+        if is_tls_failure(details):
+            return errors.CoordinatorUnavailableError(
+                f"the TLS handshake with the coordinator{where} failed: a certificate was "
+                "rejected (this party's is not from the federation's CA or has expired, or "
+                f"the coordinator's does not match its address) [{details}]"
+            )
         return errors.CoordinatorUnavailableError(
             f"cannot reach the coordinator{where}: {details}. "
             "Check the address and that `federation coordinator serve` is running."

@@ -531,14 +531,22 @@ class SecAggSetup(_message.Message):
     VECTOR_LENGTH_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     NEIGHBOURS_FIELD_NUMBER: _builtins.int
+    SIGNED_FIELD_NUMBER: _builtins.int
+    CERTIFICATES_FIELD_NUMBER: _builtins.int
     slots: _builtins.int
     slot: _builtins.int
     """the recipient's own slot"""
     vector_length: _builtins.int
     threshold: _builtins.int
+    signed: _builtins.bool
+    """actively secure: signed keys, consistency round"""
     @_builtins.property
     def neighbours(self) -> _containers.RepeatedCompositeFieldContainer[Global___NeighbourList]:
         """one entry per slot"""
+
+    @_builtins.property
+    def certificates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """signed runs: each slot's node certificate (PEM)"""
 
     def __init__(
         self,
@@ -548,10 +556,12 @@ class SecAggSetup(_message.Message):
         vector_length: _builtins.int = ...,
         threshold: _builtins.int = ...,
         neighbours: _abc.Iterable[Global___NeighbourList] | None = ...,
+        signed: _builtins.bool = ...,
+        certificates: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["neighbours", b"neighbours", "slot", b"slot", "slots", b"slots", "threshold", b"threshold", "vector_length", b"vector_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificates", b"certificates", "neighbours", b"neighbours", "signed", b"signed", "slot", b"slot", "slots", b"slots", "threshold", b"threshold", "vector_length", b"vector_length"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -586,17 +596,21 @@ class PublicKeys(_message.Message):
 
     ENCRYPTION_KEY_FIELD_NUMBER: _builtins.int
     MASKING_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     encryption_key: _builtins.bytes
     masking_key: _builtins.bytes
+    signature: _builtins.bytes
+    """signed runs: the owner's identity signature over its keys"""
     def __init__(
         self,
         *,
         encryption_key: _builtins.bytes = ...,
         masking_key: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_key", b"encryption_key", "masking_key", b"masking_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_key", b"encryption_key", "masking_key", b"masking_key", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -735,7 +749,10 @@ class SecAggNodeMessage(_message.Message):
     SHARE_BUNDLE_FIELD_NUMBER: _builtins.int
     MASKED_INPUT_FIELD_NUMBER: _builtins.int
     UNMASK_RESPONSE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_SIGNATURE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
+    consistency_signature: _builtins.bytes
+    """signed runs: the signature over the survivor set"""
     @_builtins.property
     def advertise_keys(self) -> Global___PublicKeys: ...
     @_builtins.property
@@ -752,12 +769,13 @@ class SecAggNodeMessage(_message.Message):
         share_bundle: Global___ShareBundle | None = ...,
         masked_input: Global___VectorChunk | None = ...,
         unmask_response: Global___UnmaskResponse | None = ...,
+        consistency_signature: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["advertise_keys", b"advertise_keys", "masked_input", b"masked_input", "round", b"round", "share_bundle", b"share_bundle", "unmask_response", b"unmask_response"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["advertise_keys", b"advertise_keys", "consistency_signature", b"consistency_signature", "masked_input", b"masked_input", "round", b"round", "share_bundle", b"share_bundle", "unmask_response", b"unmask_response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise_keys", b"advertise_keys", "job_id", b"job_id", "masked_input", b"masked_input", "round", b"round", "share_bundle", b"share_bundle", "unmask_response", b"unmask_response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise_keys", b"advertise_keys", "consistency_signature", b"consistency_signature", "job_id", b"job_id", "masked_input", b"masked_input", "round", b"round", "share_bundle", b"share_bundle", "unmask_response", b"unmask_response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_round: _TypeAlias = _typing.Literal["advertise_keys", "share_bundle", "masked_input", "unmask_response"]  # noqa: Y015
+    _WhichOneofReturnType_round: _TypeAlias = _typing.Literal["advertise_keys", "share_bundle", "masked_input", "unmask_response", "consistency_signature"]  # noqa: Y015
     _WhichOneofArgType_round: _TypeAlias = _typing.Literal["round", b"round"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_round) -> _WhichOneofReturnType_round | None: ...
 
@@ -809,23 +827,51 @@ class UnmaskRequest(_message.Message):
 
     SURVIVORS_FIELD_NUMBER: _builtins.int
     DROPPED_FIELD_NUMBER: _builtins.int
+    SIGNATURES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def survivors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
     def dropped(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def signatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlotBytes]:
+        """signed runs: the group's signatures on the survivors"""
+
     def __init__(
         self,
         *,
         survivors: _abc.Iterable[_builtins.int] | None = ...,
         dropped: _abc.Iterable[_builtins.int] | None = ...,
+        signatures: _abc.Iterable[Global___SlotBytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "survivors", b"survivors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "signatures", b"signatures", "survivors", b"survivors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnmaskRequest: _TypeAlias = UnmaskRequest  # noqa: Y015
+
+@_typing.final
+class ConsistencyRequest(_message.Message):
+    """Signed runs: every slot that uploaded a masked input, for each survivor to sign."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SURVIVORS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def survivors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        survivors: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["survivors", b"survivors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsistencyRequest: _TypeAlias = ConsistencyRequest  # noqa: Y015
 
 @_typing.final
 class SecAggCoordinatorMessage(_message.Message):
@@ -835,6 +881,7 @@ class SecAggCoordinatorMessage(_message.Message):
     KEY_ROSTER_FIELD_NUMBER: _builtins.int
     SHARE_DELIVERY_FIELD_NUMBER: _builtins.int
     UNMASK_REQUEST_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_REQUEST_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     @_builtins.property
     def key_roster(self) -> Global___KeyRoster: ...
@@ -842,6 +889,8 @@ class SecAggCoordinatorMessage(_message.Message):
     def share_delivery(self) -> Global___ShareDelivery: ...
     @_builtins.property
     def unmask_request(self) -> Global___UnmaskRequest: ...
+    @_builtins.property
+    def consistency_request(self) -> Global___ConsistencyRequest: ...
     def __init__(
         self,
         *,
@@ -849,12 +898,13 @@ class SecAggCoordinatorMessage(_message.Message):
         key_roster: Global___KeyRoster | None = ...,
         share_delivery: Global___ShareDelivery | None = ...,
         unmask_request: Global___UnmaskRequest | None = ...,
+        consistency_request: Global___ConsistencyRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["key_roster", b"key_roster", "round", b"round", "share_delivery", b"share_delivery", "unmask_request", b"unmask_request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency_request", b"consistency_request", "key_roster", b"key_roster", "round", b"round", "share_delivery", b"share_delivery", "unmask_request", b"unmask_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "key_roster", b"key_roster", "round", b"round", "share_delivery", b"share_delivery", "unmask_request", b"unmask_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_request", b"consistency_request", "job_id", b"job_id", "key_roster", b"key_roster", "round", b"round", "share_delivery", b"share_delivery", "unmask_request", b"unmask_request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_round: _TypeAlias = _typing.Literal["key_roster", "share_delivery", "unmask_request"]  # noqa: Y015
+    _WhichOneofReturnType_round: _TypeAlias = _typing.Literal["key_roster", "share_delivery", "unmask_request", "consistency_request"]  # noqa: Y015
     _WhichOneofArgType_round: _TypeAlias = _typing.Literal["round", b"round"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_round) -> _WhichOneofReturnType_round | None: ...
 

@@ -74,7 +74,9 @@ def _run(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
 
 def _config(tmp_path: Path, state: Path) -> str:
     path = tmp_path / "node-0.toml"
-    path.write_text(f'[node]\nname = "node-0"\ncoordinator = "x:1"\nstate_dir = "{state}"\n')
+    path.write_text(
+        f'[node]\nname = "node-0"\ncoordinator = "x:1"\ninsecure = true\nstate_dir = "{state}"\n'
+    )
     return str(path)
 
 

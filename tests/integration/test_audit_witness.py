@@ -22,7 +22,9 @@ from coordinator.jobs import JobSettings
 from coordinator.service import Coordinator, CoordinatorSettings
 from federation.audit.log import AuditLog, load_signer, read_log
 from federation.audit.witness import RECEIPT_EVENT, verify_receipt
+from federation.pki import Role
 from federation.policy import DEFAULT_POLICY
+from federation.simulation import LocalPKI
 from nodes.agent import NodeAgent
 from nodes.config import DatasetConfig, NodeConfig, SourceFormat
 
@@ -55,13 +57,25 @@ def _configs(tmp_path: Path, nodes: int = 3) -> list[NodeConfig]:
 
 
 @contextmanager
-def _federation(db: Path, configs: list[NodeConfig]) -> Iterator[tuple[str, list[NodeAgent]]]:
+def _federation(
+    db: Path, configs: list[NodeConfig]
+) -> Iterator[tuple[fed.Client, list[NodeAgent]]]:
+    """A coordinator on ``db`` and the nodes, all over mutual TLS from one local CA."""
+    pki = LocalPKI(db.parent / "pki", insecure=False)
     coordinator = Coordinator(
         CoordinatorSettings(database=db, heartbeat_interval=0.5, jobs=JobSettings(5.0))
     )
-    server = coordinator.serve()
+    server = coordinator.serve(security=pki.coordinator())
     agents = [
-        NodeAgent(NodeConfig(c.name, server.address, c.datasets, state_dir=c.state_dir))
+        NodeAgent(
+            NodeConfig(
+                c.name,
+                server.address,
+                c.datasets,
+                state_dir=c.state_dir,
+                credentials=pki.path(Role.NODE, c.name),
+            )
+        )
         for c in configs
     ]
     try:
@@ -69,7 +83,8 @@ def _federation(db: Path, configs: list[NodeConfig]) -> Iterator[tuple[str, list
             a.start()
         for a in agents:
             assert a.registered.wait(10)
-        yield server.address, agents
+        with fed.connect(server.address, credentials=pki.path(Role.ANALYST, "ana")) as client:
+            yield client, agents
     finally:
         for a in agents:
             a.stop()
@@ -86,7 +101,7 @@ def test_every_task_leaves_a_signed_receipt_that_the_coordinator_proves_included
 ) -> None:
     configs = _configs(tmp_path)
     db = tmp_path / "coordinator.db"
-    with _federation(db, configs) as (address, agents), fed.connect(address) as client:
+    with _federation(db, configs) as (client, agents):
         jobs = [client.query(SQL).job_id for _ in range(3)]
         keys = {a.config.name: a.audit.public_key for a in agents}
         # every node's last receipt is proven by the next task it gets
@@ -140,11 +155,11 @@ def test_a_rewritten_or_rolled_back_coordinator_log_stops_every_node(
 ) -> None:
     configs = _configs(tmp_path)
     db = tmp_path / "coordinator.db"
-    with _federation(db, configs) as (address, _), fed.connect(address) as client:
+    with _federation(db, configs) as (client, _):
         client.query(SQL)
         client.query(SQL)
     _rewrite(db, how)
-    with _federation(db, configs) as (address, agents), fed.connect(address) as client:
+    with _federation(db, configs) as (client, agents):
         with pytest.raises(fed.FederationError) as failure:
             client.query(SQL)
         assert "audit log" in str(failure.value)
@@ -163,7 +178,7 @@ def test_audit_show_prints_a_jobs_lineage_from_the_log(
 
     configs = _configs(tmp_path)
     db = tmp_path / "coordinator.db"
-    with _federation(db, configs) as (address, _), fed.connect(address) as client:
+    with _federation(db, configs) as (client, _):
         job = client.query(SQL).job_id
         other = client.query("SELECT COUNT(*) FROM t").job_id
     capsys.readouterr()
@@ -177,6 +192,7 @@ def test_audit_show_prints_a_jobs_lineage_from_the_log(
         assert f"node {config.name} receipt: contributed" in out
         assert digest in out
     assert "released the result of 3 node(s)" in out
+    assert "submitted by ana" in out  # the analyst's certificate names who asked
     assert "log verifies" in out
     assert other not in out  # only this job's lineage
     assert "DOES NOT VERIFY" not in out

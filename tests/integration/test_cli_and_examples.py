@@ -16,6 +16,8 @@ import pytest
 
 import federation as fed
 from federation.cli.demo import DEMO_QUERIES, HOMOMORPHIC
+from federation.pki import Role
+from federation.simulation import LocalPKI
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,9 +36,16 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[tuple[fed.Client, pd.DataFrame]]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[fed.Client, pd.DataFrame]]:
     parts = [pd.read_csv(p) for p in sorted((ROOT / "examples" / "data").glob("*.csv"))]
-    with fed.simulate({"patients": parts}) as client:
+    workdir = tmp_path_factory.mktemp("cli")
+    with (
+        fed.simulate({"patients": parts}, workdir=workdir) as client,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        # the CLI below is this analyst: mutual TLS with the simulation's credentials
+        credentials = LocalPKI(workdir / "pki", insecure=False).path(Role.ANALYST, "cli")
+        env.setenv("FEDERATION_CREDENTIALS", str(credentials))
         yield client, pd.concat(parts, ignore_index=True)
 
 

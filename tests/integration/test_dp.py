@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,10 @@ from federation.errors import (
     PolicyViolationError,
     UnsupportedQueryError,
 )
+from federation.pki import Role
 from federation.policy import Policy
 from federation.schema import Classification, Column, ColumnType, DatasetSchema
+from federation.simulation import LocalPKI
 
 ROWS = 300
 SCHEMA = DatasetSchema(
@@ -57,11 +60,17 @@ POOLED = pd.concat(PARTS)
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[fed.Client]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dp")
+
+
+@pytest.fixture(scope="module")
+def client(workdir: Path) -> Iterator[fed.Client]:
     with fed.simulate(
         {"p": PARTS, "small": PARTS},
         schemas={"p": SCHEMA, "small": DatasetSchema("small", SCHEMA.columns)},
         policies={"p": Policy(dp_epsilon=1000.0), "small": Policy(dp_epsilon=1.0)},
+        workdir=workdir,
     ) as c:
         yield c
 
@@ -122,8 +131,11 @@ def test_queries_dp_cannot_answer_are_refused(client: fed.Client) -> None:
         client.query("SELECT MEDIAN(age) FROM p", epsilon=1.0)
 
 
-def test_budget_is_spent_mirrored_and_enforced(client: fed.Client) -> None:
-    fresh = fed.connect(client.address, analyst="budget-test")
+def test_budget_is_spent_mirrored_and_enforced(client: fed.Client, workdir: Path) -> None:
+    # another analyst: its own certificate from the simulation's CA names whose budget pays
+    credentials = LocalPKI(workdir / "pki", insecure=False).path(Role.ANALYST, "budget-test")
+    fresh = fed.connect(client.address, credentials=credentials, analyst="someone-else")
+    assert fresh.analyst == "budget-test"  # the certificate, not the declaration
     try:
         start = fresh.budget("small")
         assert start.remaining == pytest.approx(1.0)
@@ -140,10 +152,13 @@ def test_budget_is_spent_mirrored_and_enforced(client: fed.Client) -> None:
         fresh.close()
 
 
-def test_cli_epsilon_and_budget(client: fed.Client, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_epsilon_and_budget(
+    client: fed.Client, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from federation.cli.main import main
 
-    args = ["-c", client.address, "--analyst", "cli-test"]
+    credentials = LocalPKI(workdir / "pki", insecure=False).path(Role.ANALYST, "cli-test")
+    args = ["-c", client.address, "--credentials", str(credentials)]
     assert main(["query", "SELECT COUNT(*) AS n FROM small", "-q", "--epsilon", "0.5", *args]) == 0
     captured = capsys.readouterr()
     assert "DP: distributed discrete Gaussian" in captured.err

@@ -116,7 +116,7 @@ def test_message_over_the_grpc_limit_gets_resource_exhausted(fed3: fed.Client) -
     from federation.transport.options import MAX_MESSAGE_BYTES
     from federation.v1 import analyst_pb2, analyst_pb2_grpc
 
-    channel = grpc.insecure_channel(fed3.address)
+    channel = fed3.security.channel(fed3.address, [])
     stub = analyst_pb2_grpc.AnalystServiceStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         list(stub.SubmitQuery(analyst_pb2.SubmitQueryRequest(sql="x" * (MAX_MESSAGE_BYTES + 10))))
@@ -134,7 +134,7 @@ def test_unknown_protocol_and_unknown_job(fed3: fed.Client) -> None:
 
 def test_unreachable_coordinator_is_a_clear_error() -> None:
     with pytest.raises(fed.CoordinatorUnavailableError, match=r"127\.0\.0\.1:9"):
-        fed.connect("127.0.0.1:9", timeout=0.5)
+        fed.connect("127.0.0.1:9", timeout=0.5, insecure=True)
 
 
 @pytest.mark.parametrize("protocol", ["secagg", "paillier", "ckks"])
@@ -179,7 +179,7 @@ def test_coordinator_restart_keeps_directory_and_jobs(tmp_path: Path) -> None:
         return coordinator, agents
 
     coordinator, agents = start()
-    with fed.connect(coordinator.address) as client:
+    with fed.connect(coordinator.address, insecure=True) as client:
         job_id = client.query("SELECT COUNT(*) AS n FROM t").job_id
     for a in agents:
         a.stop()
@@ -187,7 +187,7 @@ def test_coordinator_restart_keeps_directory_and_jobs(tmp_path: Path) -> None:
 
     coordinator, agents = start()
     try:
-        with fed.connect(coordinator.address) as client:
+        with fed.connect(coordinator.address, insecure=True) as client:
             record = client.job(job_id)
             assert record.status is fed.JobStatus.SUCCEEDED
             assert record.result is not None

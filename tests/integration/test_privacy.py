@@ -123,7 +123,7 @@ def test_coordinator_memory_logs_and_state_never_hold_a_nodes_contribution(
             a.start()
         for a in agents:
             assert a.registered.wait(10)
-        with fed.connect(coordinator.address) as client:
+        with fed.connect(coordinator.address, insecure=True) as client:
             result = client.query(SQL)
         assert result.node_count == 3
         total = sum((c for c in contributions), np.zeros_like(contributions[0]))

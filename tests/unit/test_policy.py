@@ -131,6 +131,7 @@ def _config(tmp_path: Path, policy: str, column_extra: str = "") -> Path:
 [node]
 name = "n"
 coordinator = "127.0.0.1:1"
+insecure = true
 
 [[dataset]]
 name = "t"
@@ -174,7 +175,7 @@ def test_node_config_policy_errors(tmp_path: Path, policy: str, extra: str, need
 
 def test_node_config_without_policy_table_parses(tmp_path: Path) -> None:
     data = {
-        "node": {"name": "n", "coordinator": "c:1"},
+        "node": {"name": "n", "coordinator": "c:1", "insecure": True},
         "dataset": [{"name": "t", "source": "t.csv", "column": [{"name": "x", "type": "integer"}]}],
     }
     assert parse_node_config(data, tmp_path).datasets[0].policy == DEFAULT_POLICY

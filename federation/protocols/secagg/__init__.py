@@ -47,9 +47,23 @@ Defences in depth against a coordinator that lies: nodes refuse requests listing
 slot both as survivor and dropped, requests not matching the shares they hold, and
 fewer than ``t`` survivors; ``t`` is a strict majority of each group; and the
 coordinator aborts when the survivors' graph is disconnected (unmasking would
-reveal the sum of each part). Protection against a malicious coordinator that
-equivocates (consistency checks, signatures) and differential privacy of the sum
-itself are out of scope. The sum of ``m`` inputs reveals what the sum reveals: with
+reveal the sum of each part).
+
+Against a malicious coordinator (``SecAggParams(signed=True)``, the actively secure
+variant of Bonawitz et al. 2017, used whenever parties hold certificates): every
+node signs its keys with its identity key, bound to the job, the round and the
+hash of the exact computation (:mod:`~federation.protocols.secagg.binding`), and
+accepts a neighbour's keys only under that neighbour's enrolled identity, so the
+coordinator cannot substitute keys, replay another job's or round's messages, or
+run another query at one node (the signatures then disagree and the run aborts).
+After the masked inputs, every survivor signs the survivor set (the consistency
+round); a node unmasks only for the set it signed, with signatures on it from at
+least ``t`` (a strict majority) of its group, so the coordinator cannot tell one
+node that a peer dropped (getting its key shares) and another that it survived
+(getting its self-mask shares). This assumes the coordinator does not also control
+nodes of the group. Differential privacy of the sum itself is out of scope here.
+
+The sum of ``m`` inputs reveals what the sum reveals: with
 ``m`` small it says much about each input, hence at least ``t >= 2`` contributors
 and at least :data:`MIN_SLOTS` = 3 slots (with two, each node could subtract its
 own input from the sum).
@@ -88,8 +102,11 @@ Seeds are never folded, and no statistical RNG is involved (unlike Flower's SecA
 which folds seeds to 32 bits for ``numpy.random``).
 """
 
+from federation.protocols.secagg.binding import keys_message, survivors_message
 from federation.protocols.secagg.coordinator import CoordinatorSecAgg, SecAggResult
 from federation.protocols.secagg.messages import (
+    ConsistencyRequest,
+    ConsistencySignature,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -119,6 +136,8 @@ __all__ = [
     "MAX_SLOTS",
     "MAX_VECTOR_LENGTH",
     "MIN_SLOTS",
+    "ConsistencyRequest",
+    "ConsistencySignature",
     "CoordinatorSecAgg",
     "KeyAdvertisement",
     "KeyRoster",
@@ -132,7 +151,9 @@ __all__ = [
     "Stage",
     "UnmaskRequest",
     "UnmaskResponse",
+    "keys_message",
     "make_params",
     "neighbour_count",
+    "survivors_message",
     "threshold_for",
 ]

@@ -9,6 +9,7 @@ coordinator never stores an individual (masked) input.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -16,8 +17,11 @@ import numpy as np
 
 from federation.crypto.shamir import SHARE_SIZE, encode_points, shares_at
 from federation.errors import ProtocolError, TooFewParticipantsError
+from federation.protocols.secagg.binding import MAX_SIGNATURE_BYTES
 from federation.protocols.secagg.graph import components, prune, share_point
 from federation.protocols.secagg.messages import (
+    ConsistencyRequest,
+    ConsistencySignature,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -43,15 +47,18 @@ from federation.protocols.secagg.validation import (
 
 __all__ = ["CoordinatorSecAgg", "IncomingMessage", "OutgoingMessage", "SecAggResult"]
 
-IncomingMessage = KeyAdvertisement | ShareBundle | MaskedInput | UnmaskResponse
+IncomingMessage = (
+    KeyAdvertisement | ShareBundle | MaskedInput | ConsistencySignature | UnmaskResponse
+)
 _Expected = tuple[frozenset[int], bytes]
 """Slots whose shares a response must hold, and those shares' points (:func:`encode_points`)."""
-OutgoingMessage = KeyRoster | ShareDelivery | UnmaskRequest
+OutgoingMessage = KeyRoster | ShareDelivery | ConsistencyRequest | UnmaskRequest
 
 _INCOMING: dict[Stage, type[IncomingMessage]] = {
     Stage.ADVERTISE_KEYS: KeyAdvertisement,
     Stage.SHARE_KEYS: ShareBundle,
     Stage.MASKED_INPUT: MaskedInput,
+    Stage.CONSISTENCY: ConsistencySignature,
     Stage.UNMASK: UnmaskResponse,
 }
 
@@ -86,6 +93,8 @@ class CoordinatorSecAgg:
         self._awaited: frozenset[int] = frozenset(range(params.slots))
         self._arrived: set[int] = set()
         self._keys: dict[int, PublicKeys] = {}
+        self._key_signatures: dict[int, bytes] = {}
+        self._consistency: dict[int, bytes] = {}
         self._used_keys: set[bytes] = set()  # every public key advertised so far
         self._rosters: dict[int, frozenset[int]] = {}
         self._bundles: dict[int, dict[int, bytes]] = {}
@@ -144,6 +153,8 @@ class CoordinatorSecAgg:
             self._receive_bundle(sender, message)
         elif isinstance(message, MaskedInput):
             self._receive_masked_input(sender, message)
+        elif isinstance(message, ConsistencySignature):
+            self._consistency[sender] = _signature(message.signature, f"slot {sender}")
         else:
             self._receive_response(sender, message)
         self._arrived.add(sender)
@@ -165,6 +176,8 @@ class CoordinatorSecAgg:
             return list(self._close_shares())
         if self._stage is Stage.MASKED_INPUT:
             return list(self._close_masked_inputs())
+        if self._stage is Stage.CONSISTENCY:
+            return list(self._close_consistency())
         if self._stage is Stage.UNMASK:
             self._close_unmask()
             return []
@@ -200,6 +213,8 @@ class CoordinatorSecAgg:
         used = self._used_keys
         if keys.encryption_key in used or keys.masking_key in used:
             raise ProtocolError(f"slot {sender} advertised a public key another slot already uses")
+        if self._params.signed:
+            self._key_signatures[sender] = _signature(message.signature, f"slot {sender}")
         self._keys[sender] = keys
         used.update((keys.encryption_key, keys.masking_key))
 
@@ -262,8 +277,13 @@ class CoordinatorSecAgg:
         self._keys = {u: self._keys[u] for u in alive}
         self._used_keys = set()
         self._next(Stage.SHARE_KEYS, alive)
+        signatures = self._key_signatures
         return [
-            KeyRoster(recipient=u, keys={v: self._keys[v] for v in sorted(self._rosters[u])})
+            KeyRoster(
+                recipient=u,
+                keys={v: self._keys[v] for v in sorted(self._rosters[u])},
+                signatures={v: signatures[v] for v in sorted(self._rosters[u]) if v in signatures},
+            )
             for u in sorted(alive)
         ]
 
@@ -283,7 +303,7 @@ class CoordinatorSecAgg:
         self._next(Stage.MASKED_INPUT, alive)
         return deliveries
 
-    def _close_masked_inputs(self) -> list[UnmaskRequest]:
+    def _close_masked_inputs(self) -> list[UnmaskRequest] | list[ConsistencyRequest]:
         survivors = frozenset(self._arrived)
         dropped = self._shared - survivors
         t = self._params.threshold
@@ -321,11 +341,38 @@ class CoordinatorSecAgg:
             )
             for u, r in self._requests.items()
         }
+        if self._params.signed:
+            self._next(Stage.CONSISTENCY, survivors)
+            ordered = tuple(sorted(survivors))
+            return [ConsistencyRequest(recipient=u, survivors=ordered) for u in ordered]
         self._next(Stage.UNMASK, survivors)
         return list(self._requests.values())
 
+    def _close_consistency(self) -> list[UnmaskRequest]:
+        """Forward to each survivor the signatures of its group (the nodes check them);
+        a survivor that did not sign is not asked to unmask."""
+        signers = frozenset(self._arrived)
+        if len(signers) < self._params.threshold:
+            self._fail(
+                f"{len(signers)} nodes signed the survivor set, at least "
+                f"t={self._params.threshold} needed"
+            )
+        graph = self._params.neighbours
+        requests = {
+            u: dataclasses.replace(
+                self._requests[u],
+                signatures={
+                    v: self._consistency[v] for v in (u, *graph[u]) if v in self._consistency
+                },
+            )
+            for u in sorted(signers)
+        }
+        self._requests.update(requests)  # non-signers' inputs still count: others unmask them
+        self._next(Stage.UNMASK, signers)
+        return list(requests.values())
+
     def _close_unmask(self) -> None:
-        survivors = self._awaited
+        survivors = frozenset(self._requests)
         dropped = self._shared - survivors
         masked_sum = self._masked_sum
         if masked_sum is None:
@@ -384,3 +431,9 @@ class CoordinatorSecAgg:
             f"CoordinatorSecAgg(job_id={self._params.job_id!r}, slots={self._params.slots}, "
             f"stage={self._stage.name}, awaiting={len(self.expected())})"
         )
+
+
+def _signature(value: object, whose: str) -> bytes:
+    if not isinstance(value, bytes) or not 0 < len(value) <= MAX_SIGNATURE_BYTES:
+        raise ProtocolError(f"{whose} sent a missing or malformed signature")
+    return value

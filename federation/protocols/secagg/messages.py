@@ -13,18 +13,26 @@ al. 2020::
     2. ShareBundle             ShareDelivery    (encrypted shares for the recipient)
     3. MaskedInput             UnmaskRequest    (who survived, who dropped)
     4. UnmaskResponse          -                (coordinator reconstructs the sum)
+
+With signatures (``SecAggParams.signed``, the actively secure variant), keys are
+signed by each node's identity key, and a consistency round runs between 3 and 4::
+
+    3. MaskedInput             ConsistencyRequest  (the survivor set, to sign)
+    3b. ConsistencySignature   UnmaskRequest       (+ the group's signatures on it)
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "ConsistencyRequest",
+    "ConsistencySignature",
     "KeyAdvertisement",
     "KeyRoster",
     "MaskedInput",
@@ -46,6 +54,8 @@ class Stage(enum.Enum):
     ADVERTISE_KEYS = 1
     SHARE_KEYS = 2
     MASKED_INPUT = 3
+    CONSISTENCY = 7
+    """Signed runs only: the survivors sign the survivor set."""
     UNMASK = 4
     DONE = 5
     ABORTED = 6
@@ -71,6 +81,12 @@ class SecAggParams:
     vector_length: int
     neighbours: tuple[tuple[int, ...], ...]
     threshold: int
+    signed: bool = False
+    """The actively secure variant: signed keys and a consistency round
+    (:mod:`federation.protocols.secagg.binding`)."""
+    fingerprint: str = ""
+    """The hash of the exact computation, bound into every signed message (each node
+    sets it from its own binding of the query, never from the coordinator's word)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,9 @@ class KeyAdvertisement:
 
     sender: int
     keys: PublicKeys
+    signature: bytes = b""
+    """Signed runs: the sender's identity signature over
+    :func:`~federation.protocols.secagg.binding.keys_message`."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,8 @@ class KeyRoster:
 
     recipient: int
     keys: Mapping[int, PublicKeys]
+    signatures: Mapping[int, bytes] = field(default_factory=dict)
+    """Signed runs: each neighbour's signature over its keys."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,26 @@ class UnmaskRequest:
     recipient: int
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
+    signatures: Mapping[int, bytes] = field(default_factory=dict)
+    """Signed runs: the recipient's group members' signatures over the survivor set."""
+
+
+@dataclass(frozen=True)
+class ConsistencyRequest:
+    """Signed runs, round 3 -> 3b, coordinator -> node: every slot that uploaded a
+    masked input (the same set for every node, or the run aborts)."""
+
+    recipient: int
+    survivors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ConsistencySignature:
+    """Signed runs, round 3b, node -> coordinator: the sender's signature over
+    :func:`~federation.protocols.secagg.binding.survivors_message`."""
+
+    sender: int
+    signature: bytes
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NoReturn
 
 import numpy as np
@@ -24,8 +25,15 @@ from federation.crypto.keys import (
 from federation.crypto.prg import Label, MaskApplier, derive_key
 from federation.crypto.shamir import SHARE_SIZE, is_share_at, split_secret
 from federation.errors import ProtocolError, TooFewParticipantsError
+from federation.protocols.secagg.binding import (
+    MAX_SIGNATURE_BYTES,
+    keys_message,
+    survivors_message,
+)
 from federation.protocols.secagg.graph import share_point
 from federation.protocols.secagg.messages import (
+    ConsistencyRequest,
+    ConsistencySignature,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -61,13 +69,34 @@ class NodeSecAgg:
     node in the stage it was in. The node holds secret keys: it cannot be pickled
     and its ``repr`` shows no secret.
 
+    Signed runs (``params.signed``, the actively secure variant) also sign: the node
+    signs its keys and, in :meth:`consistency`, the survivor set; it accepts a
+    neighbour's keys only under that neighbour's valid signature, and unmasks only
+    for the survivor set it signed itself, countersigned by at least ``threshold``
+    of its group.
+
     Args:
         params: The run's public parameters (validated here).
         slot: This node's slot.
+        sign: Signed runs: signs bytes with this node's identity key.
+        verify: Signed runs: ``verify(slot, message, signature)`` checks a signature
+            against the identity enrolled in ``slot``.
     """
 
-    def __init__(self, params: SecAggParams, slot: int) -> None:
+    def __init__(
+        self,
+        params: SecAggParams,
+        slot: int,
+        *,
+        sign: Callable[[bytes], bytes] | None = None,
+        verify: Callable[[int, bytes, bytes], bool] | None = None,
+    ) -> None:
         validate_params(params)
+        if params.signed and (sign is None or verify is None):
+            raise ProtocolError("a signed run needs this node's signing key and the roster")
+        self._sign = sign
+        self._verify = verify
+        self._signed_survivors: frozenset[int] | None = None
         self._params = params
         self._slot = check_slot(slot, params.slots, "slot")
         self._name = f"node in slot {slot}"
@@ -97,13 +126,14 @@ class NodeSecAgg:
         """Round 1: publish the node's two X25519 public keys."""
         check_stage(self._name, self._stage, Stage.ADVERTISE_KEYS, "advertise keys")
         self._stage = Stage.SHARE_KEYS
-        return KeyAdvertisement(
-            sender=self._slot,
-            keys=PublicKeys(
-                encryption_key=self._encryption_key.public_bytes,
-                masking_key=self._masking_key.public_bytes,
-            ),
+        keys = PublicKeys(
+            encryption_key=self._encryption_key.public_bytes,
+            masking_key=self._masking_key.public_bytes,
         )
+        signature = b""
+        if self._sign is not None and self._params.signed:
+            signature = self._sign(keys_message(self._params, self._slot, keys))
+        return KeyAdvertisement(sender=self._slot, keys=keys, signature=signature)
 
     def share_keys(self, roster: KeyRoster) -> ShareBundle:
         """Round 2: Shamir-share the self-mask seed and masking key among the group.
@@ -190,8 +220,37 @@ class NodeSecAgg:
         self._mask_keys = {}
         self._receive_keys = {}
         self._self_mask_key = None
-        self._stage = Stage.UNMASK
+        self._stage = Stage.CONSISTENCY if params.signed else Stage.UNMASK
         return MaskedInput(sender=slot, vector=masked)
+
+    def consistency(self, request: ConsistencyRequest) -> ConsistencySignature:
+        """Signed runs, round 3b: sign the coordinator's survivor set, once.
+
+        Raises:
+            ProtocolError: If the request is malformed or does not list this node.
+        """
+        check_stage(self._name, self._stage, Stage.CONSISTENCY, "sign the survivors")
+        if not isinstance(request, ConsistencyRequest):
+            raise ProtocolError(
+                f"{self._name} expected a ConsistencyRequest, got {type(request).__name__}"
+            )
+        if request.recipient != self._slot:
+            raise ProtocolError(f"{self._name} received a survivor set for another slot")
+        if not isinstance(request.survivors, tuple | list):
+            raise ProtocolError("survivors must be a tuple of slots")
+        survivors = [check_slot(u, self._params.slots, "survivor") for u in request.survivors]
+        if len(set(survivors)) != len(survivors) or self._slot not in survivors:
+            raise ProtocolError(
+                f"{self._name}: the survivor set must list distinct slots, this one included"
+            )
+        sign = self._sign
+        if sign is None:  # pragma: no cover - checked in __init__
+            raise ProtocolError(f"{self._name} cannot sign")
+        self._signed_survivors = frozenset(survivors)
+        self._stage = Stage.UNMASK
+        return ConsistencySignature(
+            sender=self._slot, signature=sign(survivors_message(self._params, survivors))
+        )
 
     def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
         """Round 4: reveal seed shares of survivors and key shares of dropped neighbours.
@@ -243,6 +302,8 @@ class NodeSecAgg:
             if v not in self._neighbours:
                 raise ProtocolError(f"{self._name}: roster lists slot {v}, not a neighbour")
             keys = check_public_keys(value, f"public keys of slot {v}")
+            if self._params.signed:
+                self._check_key_signature(roster, v, keys)
             if keys.encryption_key in seen or keys.masking_key in seen:
                 raise ProtocolError(f"{self._name}: slot {v} advertised a key already in use")
             seen.update((keys.encryption_key, keys.masking_key))
@@ -325,7 +386,59 @@ class NodeSecAgg:
                 f"whose shares it holds, got {len(survivors) + len(dropped)}"
             )
         self._check_enough(len(survivors), "surviving group members")
+        if self._params.signed:
+            self._check_consistency(request, holders, set(survivors), set(dropped))
         return survivors, dropped
+
+    def _check_key_signature(self, roster: KeyRoster, v: int, keys: PublicKeys) -> None:
+        signature = roster.signatures.get(v) if isinstance(roster.signatures, dict) else None
+        verify = self._verify
+        if (
+            verify is None
+            or not isinstance(signature, bytes)
+            or not 0 < len(signature) <= MAX_SIGNATURE_BYTES
+            or not verify(v, keys_message(self._params, v, keys), signature)
+        ):
+            raise ProtocolError(
+                f"{self._name}: the keys of slot {v} do not carry that node's valid signature "
+                "for this job and computation (substituted keys, a replay, or a different "
+                "query); refusing"
+            )
+
+    def _check_consistency(
+        self,
+        request: UnmaskRequest,
+        holders: set[int],
+        survivors: set[int],
+        dropped: set[int],
+    ) -> None:
+        signed = self._signed_survivors
+        if signed is None:
+            raise ProtocolError(f"{self._name} never signed a survivor set; refusing to unmask")
+        if survivors != holders & signed or dropped != holders - signed:
+            raise ProtocolError(
+                f"{self._name}: the unmask request does not match the survivor set it "
+                "signed (the coordinator told different nodes different stories); refusing"
+            )
+        message = survivors_message(self._params, signed)
+        signatures = request.signatures if isinstance(request.signatures, dict) else {}
+        verify = self._verify
+        valid = {self._slot}
+        for v, signature in signatures.items():
+            if (
+                verify is not None
+                and v in holders
+                and v != self._slot
+                and isinstance(signature, bytes)
+                and 0 < len(signature) <= MAX_SIGNATURE_BYTES
+                and verify(v, message, signature)
+            ):
+                valid.add(v)
+        if len(valid) < self._params.threshold:
+            raise ProtocolError(
+                f"{self._name}: only {len(valid)} of its group signed the survivor set it "
+                f"signed, at least threshold={self._params.threshold} needed; refusing to unmask"
+            )
 
     def _check_enough(self, present: int, what: str) -> None:
         if present < self._params.threshold:

@@ -156,6 +156,12 @@ def _validate(params: SecAggParams) -> None:
             f"got {params.vector_length!r}"
         )
     check_graph(params.neighbours, params.slots)
+    if not isinstance(params.signed, bool):
+        raise ProtocolError("signed must be a bool")
+    if not isinstance(params.fingerprint, str) or len(params.fingerprint) > 128:
+        raise ProtocolError("fingerprint must be a str of at most 128 characters")
+    if params.signed and not params.fingerprint:
+        raise ProtocolError("a signed run binds the computation: its fingerprint is required")
     t = params.threshold
     if not _is_int(t) or t < 2:
         raise ProtocolError(f"threshold must be an int >= 2, got {t!r}")

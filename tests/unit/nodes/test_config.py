@@ -16,6 +16,7 @@ GOOD = """
 [node]
 name = "n1"
 coordinator = "127.0.0.1:1"
+credentials = "pki/issued/node/n1"
 
 [[dataset]]
 name = "t"
@@ -73,6 +74,9 @@ def test_relative_sources_resolve_against_the_config(tmp_path: Path) -> None:
         ),
         (GOOD.replace('source = "data.parquet"', 'source = "d.duckdb"'), "needs table"),
         (GOOD.replace("[node]", "[node]\ncolour = 1"), "unknown key"),
+        (GOOD.replace('credentials = "pki/issued/node/n1"', ""), "set credentials"),
+        (GOOD.replace("[node]", "[node]\ninsecure = true"), "not both"),
+        (GOOD.replace("[node]", '[node]\ninsecure = "yes"'), "insecure must be true or false"),
         (
             GOOD.replace('source = "data.parquet"', 'source = "data.parquet"\nin_memory = "no"'),
             "in_memory must be true or false",

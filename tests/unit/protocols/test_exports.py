@@ -21,6 +21,8 @@ INTERFACE = {
     "MaskedInput",
     "UnmaskRequest",
     "UnmaskResponse",
+    "ConsistencyRequest",
+    "ConsistencySignature",
     "PublicKeys",
     "DEFAULT_DROPOUT_TOLERANCE",
     "MAX_SLOTS",
@@ -39,8 +41,10 @@ def test_signatures() -> None:
     assert list(params)[:3] == ["job_id", "slots", "vector_length"]
     assert params["dropout_tolerance"].kind is inspect.Parameter.KEYWORD_ONLY
     assert params["dropout_tolerance"].default == secagg.DEFAULT_DROPOUT_TOLERANCE
-    assert list(inspect.signature(NodeSecAgg).parameters) == ["params", "slot"]
-    for method in ("advertise_keys", "share_keys", "mask_input", "unmask", "abort"):
+    node = inspect.signature(NodeSecAgg).parameters
+    assert list(node) == ["params", "slot", "sign", "verify"]
+    assert node["sign"].kind is inspect.Parameter.KEYWORD_ONLY
+    for method in ("advertise_keys", "share_keys", "mask_input", "consistency", "unmask", "abort"):
         assert callable(getattr(NodeSecAgg, method))
     for method in ("expected", "complete", "receive", "advance", "result", "abort"):
         assert callable(getattr(CoordinatorSecAgg, method))
