@@ -54,10 +54,22 @@ def check_epsilon_delta(epsilon: float, delta: float) -> None:
 
 
 def rho_from_epsilon(epsilon: float, delta: float) -> float:
-    """The zCDP ``rho`` whose guarantee is ``(epsilon, delta)``-DP."""
+    """The zCDP ``rho`` whose guarantee is ``(epsilon, delta)``-DP.
+
+    Raises:
+        ConfigError: Invalid parameters, or an ``epsilon`` so small that ``rho`` is not
+            a positive double (no noise could be calibrated for it).
+    """
     check_epsilon_delta(epsilon, delta)
     log_term = math.log(1.0 / delta)
-    return (math.sqrt(log_term + epsilon) - math.sqrt(log_term)) ** 2
+    # sqrt(L + e) - sqrt(L), written without cancellation for small e
+    rho = (epsilon / (math.sqrt(log_term + epsilon) + math.sqrt(log_term))) ** 2
+    if not rho > 0:
+        raise ConfigError(
+            f"epsilon={epsilon!r} at delta={delta!r} is too small to calibrate noise for "
+            "(its zCDP rho underflows); use a larger epsilon"
+        )
+    return rho
 
 
 def epsilon_from_rho(rho: float, delta: float) -> float:

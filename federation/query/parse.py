@@ -198,6 +198,29 @@ class ParsedQuery:
     indices into ``group_by``; ``None`` for an ordinary GROUP BY (one set of every key)."""
 
 
+MAX_NESTING = 200
+"""The deepest expression tree a query may have (a chain of ``n`` ANDs is ``n`` deep)."""
+
+
+def _too_deep(levels: str) -> str:
+    return (
+        f"the query nests {levels} levels deep; at most {MAX_NESTING} are supported "
+        "(write long lists of alternatives as IN (...), ranges as BETWEEN)"
+    )
+
+
+def _depth(root: exp.Expression) -> int:
+    """The depth of an expression tree, without recursion."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for child in node.iter_expressions():
+            stack.append((child, depth + 1))
+    return deepest
+
+
 def parse_query(sql: str) -> ParsedQuery:
     """Parse SQL text into a :class:`ParsedQuery`.
 
@@ -219,6 +242,12 @@ def parse_query(sql: str) -> ParsedQuery:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except SqlglotError as exc:
         raise QuerySyntaxError(f"the query does not parse as SQL: {_syntax_detail(exc)}") from None
+    except RecursionError:
+        raise UnsupportedQueryError(_too_deep("too many")) from None
+    for statement in statements:
+        depth = _depth(statement)
+        if depth > MAX_NESTING:
+            raise UnsupportedQueryError(_too_deep(str(depth)))
     if not statements:
         raise QuerySyntaxError("the query is empty; write SELECT <aggregates> FROM <dataset>")
     if len(statements) > 1:

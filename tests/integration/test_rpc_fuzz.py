@@ -851,15 +851,9 @@ def test_many_announced_vectors_on_one_stream_leave_the_coordinator_serving(
     assert_still_serves(fed3, channel)
 
 
-# --- known bugs outside the transport ---------------------------------------------------
+# --- bugs found outside the transport (fixed) ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="federation/query/parse.py lets a RecursionError escape (sqlglot's parser on deep "
-    "nesting, where.py's recursive AND/OR conversion on long chains): the job fails as an "
-    "internal error",
-)
 @pytest.mark.parametrize(
     "sql",
     [
@@ -876,11 +870,6 @@ def test_long_or_deeply_nested_where_clauses_are_refused_clearly(
     assert_clear(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="federation/dp/accounting.py accepts an (epsilon, delta) whose rho underflows "
-    "to 0; every node then fails the task with an internal ValueError in calibrate()",
-)
 def test_a_dp_request_whose_rho_underflows_is_refused_before_the_nodes(
     channel: grpc.Channel,
 ) -> None:

@@ -209,3 +209,16 @@ def test_non_string_input_is_a_syntax_error() -> None:
 def test_overlong_text_is_refused_before_parsing() -> None:
     with pytest.raises(QuerySyntaxError, match="characters long"):
         parse_query("SELECT COUNT(*) FROM t WHERE " + " OR ".join(["a = 1"] * 30_000))
+
+
+def test_nesting_is_bounded_with_a_clear_error_not_a_recursion_error() -> None:
+    from federation.query.parse import MAX_NESTING
+
+    chain = "SELECT COUNT(*) FROM t WHERE " + " AND ".join(["x > 1"] * (MAX_NESTING + 50))
+    with pytest.raises(UnsupportedQueryError, match=r"nests \d+ levels deep"):
+        parse_query(chain)
+    deep = "SELECT COUNT(*) FROM t WHERE " + "(" * 3000 + "x > 1" + ")" * 3000
+    with pytest.raises(UnsupportedQueryError, match="too many levels deep"):
+        parse_query(deep)
+    ok = "SELECT COUNT(*) FROM t WHERE " + " AND ".join([f"x > {i}" for i in range(150)])
+    assert parse_query(ok).where is not None
