@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -209,10 +210,10 @@ def _too_deep(levels: str) -> str:
     )
 
 
-def _depth(root: exp.Expression) -> int:
-    """The depth of an expression tree, without recursion."""
+def _depth(root: Any) -> int:
+    """The depth of a sqlglot expression tree, without recursion."""
     deepest = 0
-    stack = [(root, 1)]
+    stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
