@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,14 @@ from federation.audit.log import AuditLog, load_signer
 from federation.audit.merkle import leaf_hash
 from federation.audit.witness import HeadProof, InclusionProof, verify_receipt
 from federation.crypto.signing import Ed25519Signer
+from federation.errors import AuditIntegrityError
 
-__all__ = ["AuditTrail"]
+__all__ = ["Accepted", "AuditTrail"]
+
+Accepted = Callable[[bytes, int], None]
+"""Told a receipt's leaf hash and index once it is in the log."""
+_Receipt = tuple[str, bytes, bytes, Accepted]
+_RECEIPT_BATCH = 256
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,8 @@ class AuditTrail:
         """Open the trail that belongs to the coordinator database ``database``."""
         self._head_lock = threading.Lock()
         self._head: SignedTreeHead | None = None
+        self._queue: queue.Queue[_Receipt | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
         if str(database) == ":memory:":
             self.log = AuditLog(":memory:", Ed25519Signer.generate())
         else:
@@ -66,18 +75,86 @@ class AuditTrail:
             log.exception("could not append the %s event to the audit log", event)
 
     def accept_receipt(self, node: str, key: bytes, entry: bytes) -> tuple[bytes, int]:
-        """Append a node's signed receipt (once: a receipt sent again is found, not
+        """Append a node's signed receipt now (once: a receipt sent again is found, not
         duplicated); returns its leaf hash and index.
 
         Raises:
             AuditIntegrityError: Not a valid receipt of ``node`` signed with ``key``.
         """
         verify_receipt(entry, node, key)
-        leaf = leaf_hash(entry)
+        return self._append_receipts([entry])[0]
+
+    def submit_receipt(self, node: str, key: bytes, entry: bytes, accepted: Accepted) -> None:
+        """Queue a node's receipt: a writer thread checks it and appends it with the
+        others waiting (one transaction), then calls ``accepted(leaf, index)``. A receipt
+        that does not verify is logged and dropped. Never blocks the node's stream."""
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_receipts, name="audit-receipts", daemon=True
+            )
+            self._writer.start()
+        self._queue.put((node, key, entry, accepted))
+
+    def flush(self) -> None:
+        """Wait until every queued receipt is appended (or refused)."""
+        self._queue.join()
+
+    def _write_receipts(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                return
+            batch = [item]
+            while len(batch) < _RECEIPT_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    self._queue.task_done()
+                    break
+                batch.append(more)
+            try:
+                self._write_batch(batch)
+            except Exception:  # pragma: no cover - disk full and the like
+                log.exception("could not append %d node receipt(s)", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _write_batch(self, batch: list[_Receipt]) -> None:
+        valid: list[_Receipt] = []
+        for node, key, entry, accepted in batch:
+            try:
+                verify_receipt(entry, node, key)
+            except AuditIntegrityError as exc:
+                log.warning("node %s: receipt refused: %s", node, exc.message)
+                continue
+            valid.append((node, key, entry, accepted))
+        placed = self._append_receipts([entry for _, _, entry, _ in valid])
+        for (_, _, _, accepted), (leaf, index) in zip(valid, placed, strict=True):
+            accepted(leaf, index)
+
+    def _append_receipts(self, entries: list[bytes]) -> list[tuple[bytes, int]]:
+        """Leaf hash and index of each entry, appending those not in the log yet."""
+        leaves = [leaf_hash(e) for e in entries]
         with self._head_lock:
-            found = self.log.find(leaf)
-            index = found[0] if found is not None else self.log.append(entry)
-        return leaf, index
+            where: dict[bytes, int] = {}
+            fresh: list[bytes] = []
+            for leaf, entry in zip(leaves, entries, strict=True):
+                if leaf in where:
+                    continue
+                found = self.log.find(leaf)
+                if found is not None:
+                    where[leaf] = found[0]
+                else:
+                    where[leaf] = -1
+                    fresh.append(entry)
+            for entry, index in zip(fresh, self.log.append_many(fresh), strict=True):
+                where[leaf_hash(entry)] = index
+        return [(leaf, where[leaf]) for leaf in leaves]
 
     def prove(self, from_size: int, receipts: Mapping[bytes, int]) -> HeadProof:
         """The newest signed head (signed now if entries were added since the last),
@@ -106,8 +183,11 @@ class AuditTrail:
             log.exception("could not sign an audit tree head")
 
     def close(self) -> None:
-        """Sign a last head over everything recorded (receipts that came after the last
-        job's head included), then close the log."""
+        """Append the receipts still queued, sign a last head over everything recorded
+        (receipts that came after the last job's head included), then close the log."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
         head = self.log.latest_head()
         if head is None or head.size != self.log.size:
             self.seal()

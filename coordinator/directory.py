@@ -20,7 +20,6 @@ from coordinator.audit import AuditTrail
 from coordinator.store import NodeRow, Store
 from federation.dp.report import BudgetSpend
 from federation.errors import (
-    AuditIntegrityError,
     ConfigError,
     SchemaMismatchError,
     TooFewParticipantsError,
@@ -85,14 +84,12 @@ class NodeSession:
             self.outbox.put(task)
 
     def receipt(self, entry: bytes) -> None:
-        """Append the node's signed receipt to the log; proven to it with its next task.
+        """Queue the node's signed receipt for the log (checked there; an invalid one is
+        logged and dropped); once appended, it is proven to the node with its next task."""
+        if self.audit is not None:
+            self.audit.submit_receipt(self.name, self.audit_key, entry, self._receipt_placed)
 
-        Raises:
-            AuditIntegrityError: Not a valid receipt of this node.
-        """
-        if self.audit is None:
-            return
-        leaf, index = self.audit.accept_receipt(self.name, self.audit_key, entry)
+    def _receipt_placed(self, leaf: bytes, index: int) -> None:
         with self._assign_lock:
             self.audit_receipts[leaf] = index
 
@@ -163,10 +160,7 @@ class Directory:
             certificate=certificate,
         )
         for entry in registration.audit_pending:
-            try:
-                session.receipt(entry)
-            except AuditIntegrityError as exc:
-                log.warning("node %s: a receipt sent again was refused: %s", name, exc.message)
+            session.receipt(entry)
         with self._lock:
             old = self._sessions.get(name)
             self._sessions[name] = session

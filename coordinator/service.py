@@ -19,7 +19,7 @@ from coordinator.directory import Directory, NodeSession
 from coordinator.jobs import JobManager, JobSettings
 from coordinator.store import Store
 from federation._version import __version__
-from federation.errors import AuditIntegrityError, ProtocolError
+from federation.errors import ProtocolError
 from federation.messages import (
     PROTOCOL_VERSION,
     AuditReceipt,
@@ -125,10 +125,7 @@ class Coordinator:
         elif isinstance(message, (SecAggFromNode, EncryptedShare, TaskFailure, TaskStatus)):
             self.jobs.route(session, message)
         elif isinstance(message, AuditReceipt):
-            try:
-                session.receipt(message.entry)
-            except AuditIntegrityError as exc:
-                log.warning("node %s: receipt refused: %s", session.name, exc.message)
+            session.receipt(message.entry)
         else:
             raise ProtocolError(f"unexpected {type(message).__name__} on a registered stream")
 

@@ -50,6 +50,7 @@ not refer to a quantile; a quantile cannot be part of arithmetic.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -81,6 +82,8 @@ RESOLUTION = 2.0**-52
 of doubles (``2**-52`` absolute below 1, about one double above)."""
 
 _FUNCTIONS = (exp.Median, exp.PercentileCont, exp.PercentileDisc, exp.Min, exp.Max)
+_MAYBE_QUANTILE = re.compile(r"median|quantile|percentile|min|max", re.IGNORECASE)
+"""Every spelling of a quantile function contains one of these (a cheap pre-filter)."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,8 @@ def split_quantiles(sql: str) -> QuantileQuery | None:
         UnsupportedQueryError: A quantile inside an expression, in HAVING or ORDER BY,
             over an expression, or with GROUP BY keys that are not plain columns.
     """
+    if isinstance(sql, str) and not _MAYBE_QUANTILE.search(sql):
+        return None  # no quantile function named: skip parsing (most queries)
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except SqlglotError:

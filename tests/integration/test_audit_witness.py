@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +36,8 @@ SCHEMA = fed.DatasetSchema(
     ),
 )
 SQL = "SELECT g, COUNT(*) AS n, AVG(x) AS m FROM t GROUP BY g"
+FLUSH: list[Callable[[], None]] = [lambda: None]
+"""Waits until the running coordinator has appended every receipt it was sent."""
 
 
 def _configs(tmp_path: Path, nodes: int = 3) -> list[NodeConfig]:
@@ -84,6 +86,7 @@ def _federation(
         for a in agents:
             assert a.registered.wait(10)
         with fed.connect(server.address, credentials=pki.path(Role.ANALYST, "ana")) as client:
+            FLUSH[0] = coordinator.store.audit.flush
             yield client, agents
     finally:
         for a in agents:
@@ -105,6 +108,7 @@ def test_every_task_leaves_a_signed_receipt_that_the_coordinator_proves_included
         jobs = [client.query(SQL).job_id for _ in range(3)]
         keys = {a.config.name: a.audit.public_key for a in agents}
         # every node's last receipt is proven by the next task it gets
+        FLUSH[0]()
         client.query("SELECT COUNT(*) FROM t")
         for agent in agents:
             assert agent.audit.failure is None

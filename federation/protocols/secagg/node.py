@@ -425,6 +425,8 @@ class NodeSecAgg:
         verify = self._verify
         valid = {self._slot}
         for v, signature in signatures.items():
+            if len(valid) >= self._params.threshold:
+                break  # enough: each further check costs a signature verification
             if (
                 verify is not None
                 and v in holders
