@@ -3,11 +3,13 @@ against DuckDB running the same query on the pooled data, in the same run.
 
     python benchmarks/e2e_bench.py [--nodes 10] [--rows 1000000] [--groups 10] [--repeat 5]
                                    [--isolation process|thread]
-                                   [--protocols secagg,paillier,ckks]
+                                   [--protocols secagg,paillier,ckks] [--insecure]
 
 Both sides read the same Parquet files: each node its own, the pooled baseline
-all of them. Every node agent is its own process (``--isolation process``, as in a
-deployment) with a one-thread DuckDB; the pooled query uses DuckDB's default
+all of them. The federation runs as deployed: mutual TLS from its own CA, the actively
+secure SecAgg+ (signed keys, consistency round) and the audit witness on every task
+(``--insecure``: plaintext and unsigned, for comparison). Every node agent is its
+own process (``--isolation process``, as in a deployment) with a one-thread DuckDB; the pooled query uses DuckDB's default
 threads. All of it shares this machine's cores. Prints medians and the ratio
 federated / pooled (target: under 3x) for each protocol, side by side: ``secagg``
 (SecAgg+ masks), ``paillier`` (2048-bit key) and ``ckks`` (the analyst's keys are
@@ -40,6 +42,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--isolation", choices=["process", "thread"], default="process")
     parser.add_argument("--protocols", default="secagg,paillier,ckks")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext gRPC and unsigned SecAgg+ (default: mutual TLS, the actively "
+        "secure variant), to see what identities cost",
+    )
     args = parser.parse_args()
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
 
@@ -54,7 +62,11 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="federation-bench-") as tmp,
         fed.simulate(
-            {"synthetic": parts}, workdir=tmp, round_timeout=120.0, isolation=args.isolation
+            {"synthetic": parts},
+            workdir=tmp,
+            round_timeout=120.0,
+            isolation=args.isolation,
+            insecure=args.insecure,
         ) as client,
     ):
         files = sorted(str(p) for p in Path(tmp).glob("node-*/synthetic.parquet"))

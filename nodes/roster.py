@@ -77,7 +77,7 @@ class EnrolledRoster:
                 ) from None
             if identity.role is not Role.NODE:
                 raise ProtocolError(
-                    f"the roster puts a {identity.role.value} ({identity.name!r}) in slot "
+                    f"the roster puts the {identity.role.value} {identity.name!r} in slot "
                     f"{index}; only nodes take part; refusing the run"
                 )
             identities.append(identity)
