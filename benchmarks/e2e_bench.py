@@ -9,11 +9,12 @@ Both sides read the same Parquet files: each node its own, the pooled baseline
 all of them. The federation runs as deployed: mutual TLS from its own CA, the actively
 secure SecAgg+ (signed keys, consistency round) and the audit witness on every task
 (``--insecure``: plaintext and unsigned, for comparison). Every node agent is its
-own process (``--isolation process``, as in a deployment) with a one-thread DuckDB; the pooled query uses DuckDB's default
-threads. All of it shares this machine's cores. Prints medians and the ratio
-federated / pooled (target: under 3x) for each protocol, side by side: ``secagg``
-(SecAgg+ masks), ``paillier`` (2048-bit key) and ``ckks`` (the analyst's keys are
-made once, before timing, as an analyst's session would).
+own process (``--isolation process``, as in a deployment) with a one-thread DuckDB;
+the pooled query uses DuckDB's default threads. All of it shares this machine's
+cores. Prints medians and the ratio federated / pooled (target: under 3x) for each
+protocol, side by side: ``secagg`` (SecAgg+ masks), ``paillier`` (2048-bit key) and
+``ckks`` (the analyst's keys are made once, before timing, as an analyst's session
+would).
 """
 
 from __future__ import annotations
