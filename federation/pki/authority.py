@@ -6,6 +6,7 @@ A CA directory holds::
     ca.crt         its self-signed certificate, subject O=<federation>, CN=<federation> CA
     crl.pem        the signed certificate revocation list
     index.jsonl    every certificate issued and revoked (append-only)
+    audit.sqlite3  the same events in a signed Merkle log (:mod:`federation.pki.audit`)
     issued/<role>/<name>/{<name>.key, <name>.crt, ca.crt}
 
 What goes into the certificates is :mod:`federation.pki.certificates`; this
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from federation.errors import ConfigError
+from federation.pki.audit import record_pki_event
 from federation.pki.certificates import (
     ca_certificate,
     generate_key,
@@ -162,6 +164,13 @@ def init_ca(
         write_public_file(directory / CA_CERT_NAME, cert_pem)
         write_public_file(directory / CRL_NAME, build_crl(key, cert, (), now=when, number=1))
         write_public_file(directory / INDEX_NAME, b"")
+        record_pki_event(
+            directory,
+            "ca_created",
+            federation=federation,
+            fingerprint=fingerprint(cert),
+            not_after=cert.not_valid_after_utc.isoformat(),
+        )
     return CertificateAuthority(directory, federation, cert_pem)
 
 
@@ -298,6 +307,15 @@ def issue(
                 not_after=cert.not_valid_after_utc,
                 fingerprint=fingerprint(cert),
             ),
+        )
+        record_pki_event(
+            ca.directory,
+            "certificate_issued",
+            role=role.value,
+            name=name,
+            serial=f"{cert.serial_number:x}",
+            fingerprint=fingerprint(cert),
+            not_after=cert.not_valid_after_utc.isoformat(),
         )
         make_private_dir(dest)
         replace = out is None

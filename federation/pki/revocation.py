@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from federation.errors import ConfigError
+from federation.pki.audit import record_pki_event
 from federation.pki.authority import load_ca_key, open_ca
 from federation.pki.crl import build_crl, crl_number
 from federation.pki.files import exclusive_lock, write_public_file
@@ -57,6 +58,14 @@ def revoke(
             )
         for entry in targets:
             append_revoked(ca.index_path, entry.serial, when, reason)
+            record_pki_event(
+                directory,
+                "certificate_revoked",
+                role=entry.role.value,
+                name=entry.name,
+                serial=f"{entry.serial:x}",
+                reason=reason,
+            )
         revoked = [(e.serial, e.revoked_at) for e in entries if e.revoked_at is not None]
         revoked += [(e.serial, when) for e in targets]
         number = crl_number(ca.crl_path.read_bytes()) + 1 if ca.crl_path.exists() else 1
