@@ -1,14 +1,17 @@
 """The distributed discrete Gaussian mechanism on a node's aggregate vector.
 
-What is released. A DP query may use ``COUNT(*)``, ``COUNT(col)``, ``SUM(col)`` and
-``AVG(col)`` (= noisy ``SUM`` / noisy ``COUNT``, post-processing) over columns with
-declared bounds, with any WHERE, GROUP BY and HAVING. Each group slot of the vector
-then holds the *noised fields* (:func:`dp_fields`): the rows (``COUNT(*)``), and per
-aggregated column its non-NULL count and, for SUM/AVG, its sum of fixed-point values
-``X``. Before the query runs, the node clips the summed columns to their declared
-bounds (:func:`clipped_relation`), so adding or removing one row changes its group's
-row count and counts by at most 1 and each sum by at most ``M = max|X|`` over the
-bounds; other slots do not change. With ``GROUPING SETS`` a row is in one slot of each
+What is released. A DP query may use ``COUNT(*)``, ``COUNT(col)``, ``SUM(col)``,
+``AVG(col)`` (= noisy ``SUM`` / noisy ``COUNT``, post-processing) and ``VAR_SAMP``,
+``VAR_POP``, ``STDDEV_SAMP``, ``STDDEV_POP`` (from the noisy count, sum and sum of
+squares, post-processing) over columns with declared bounds, with any WHERE, GROUP BY
+and HAVING. Each group slot of the vector then holds the *noised fields*
+(:func:`dp_fields`): the rows (``COUNT(*)``), and per aggregated column its non-NULL
+count, for SUM/AVG and the variances its sum of fixed-point values ``X``, and for the
+variances also its sum of ``X²``. Before the query runs, the node clips the summed
+columns to their declared bounds (:func:`clipped_relation`), so adding or removing one
+row changes its group's row count and counts by at most 1, each sum by at most
+``M = max|X|`` over the bounds and each sum of squares by at most ``M²``; other slots
+do not change. With ``GROUPING SETS`` a row is in one slot of each
 of the ``S`` grouping sets, so it moves ``S`` slots (each as above).
 
 Who adds the noise. Every node adds independent discrete Gaussian noise to each noised
@@ -50,7 +53,8 @@ with a cryptographically secure source (no textbook float Laplace, Mironov 2012)
 
 Post-processing (free of privacy cost): the summed noisy vector is made consistent
 before finalization (:func:`project_consistent`): negative counts become 0, a column's
-count is capped by the group's rows, and a sum with count 0 is 0.
+count is capped by the group's rows, sums with count 0 are 0, and a sum of squares is
+raised to ``(ΣX)²/n`` if below (Cauchy-Schwarz), so no variance is negative.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ import numpy.typing as npt
 from federation.encoding import decode_integer, encode_integer
 from federation.errors import DataError, UnsupportedQueryError, ValueOutOfRangeError
 from federation.query.bind import BoundQuery
-from federation.query.layout import FieldKind
+from federation.query.layout import FieldKind, VectorLayout
 from federation.query.outputs import Aggregate, AggregateFunction, aggregates_of
 
 __all__ = [
@@ -82,7 +86,17 @@ __all__ = [
     "zcdp_cost",
 ]
 
-DP_FUNCTIONS = frozenset({AggregateFunction.COUNT, AggregateFunction.SUM, AggregateFunction.AVG})
+DP_FUNCTIONS = frozenset(
+    {
+        AggregateFunction.COUNT,
+        AggregateFunction.SUM,
+        AggregateFunction.AVG,
+        AggregateFunction.VAR_SAMP,
+        AggregateFunction.VAR_POP,
+        AggregateFunction.STDDEV_SAMP,
+        AggregateFunction.STDDEV_POP,
+    }
+)
 """The aggregates a DP query may use."""
 
 MAX_NODE_SCALE = 2.0**56
@@ -131,11 +145,12 @@ def dp_fields(bound: BoundQuery) -> tuple[NoisedField, ...]:
         if call.function not in DP_FUNCTIONS:
             raise UnsupportedQueryError(
                 f"{call.function.value.upper()} is not available with differential privacy "
-                "yet; DP queries may use COUNT, SUM and AVG (over columns with bounds)"
+                "yet; DP queries may use COUNT, SUM, AVG and the variances and standard "
+                "deviations (over columns with bounds)"
             )
         if call.column2 is not None or call.operand is not None:
             raise UnsupportedQueryError(
-                "with differential privacy, SUM and AVG take a single column "
+                "with differential privacy, SUM, AVG and the variances take a single column "
                 "(expressions and products have no declared bounds)"
             )
     if bound.products:
@@ -143,9 +158,9 @@ def dp_fields(bound: BoundQuery) -> tuple[NoisedField, ...]:
     fields = [NoisedField(FieldKind.ROWS, None, 1, 0, 0, "COUNT(*)")]
     for agg in bound.aggregations:
         name = agg.column.name
-        if agg.mask is not None or agg.expression is not None or agg.need_squares:
+        if agg.mask is not None or agg.expression is not None:
             raise UnsupportedQueryError(
-                f"column {name!r}: only COUNT, SUM and AVG are available with DP"
+                f"column {name!r}: only COUNT, SUM, AVG and the variances are available with DP"
             )
         fields.append(NoisedField(FieldKind.COUNT, agg.key, 1, 0, 0, f"COUNT({name})"))
         if not agg.need_sum:
@@ -157,12 +172,25 @@ def dp_fields(bound: BoundQuery) -> tuple[NoisedField, ...]:
                 "differential privacy needs to bound one row's influence on SUM/AVG; the "
                 "data holder must add bounds = [lower, upper] to the column"
             )
-        shift = max(0, fmt.max_abs.bit_length() - _LATTICE_BITS)
-        delta = max(1, -(-fmt.max_abs // (1 << shift)))
-        fields.append(
-            NoisedField(FieldKind.SUM, agg.key, delta, shift, fmt.fraction_bits, f"SUM({name})")
-        )
+        fields.append(_sum_field(FieldKind.SUM, agg.key, fmt.max_abs, fmt.fraction_bits, name))
+        if agg.need_squares:  # the variances: one row moves sum X**2 by at most M**2
+            fields.append(
+                _sum_field(
+                    FieldKind.SUM_SQUARES,
+                    agg.key,
+                    fmt.max_abs**2,
+                    2 * fmt.fraction_bits,
+                    f"{name}*{name}",
+                )
+            )
     return tuple(fields)
+
+
+def _sum_field(kind: FieldKind, key: str, bound: int, fraction_bits: int, what: str) -> NoisedField:
+    """A sum released on the lattice ``2**s`` with ``bound / 2**s < 2**32``."""
+    shift = max(0, bound.bit_length() - _LATTICE_BITS)
+    delta = max(1, -(-bound // (1 << shift)))
+    return NoisedField(kind, key, delta, shift, fraction_bits, f"SUM({what})")
 
 
 def _quote(name: str) -> str:
@@ -319,11 +347,13 @@ def project_consistent(
     bound: BoundQuery, total: npt.NDArray[np.uint64], fields: tuple[NoisedField, ...]
 ) -> npt.NDArray[np.uint64]:
     """Make a summed noisy vector consistent (post-processing): counts >= 0, a column's
-    count <= its group's rows, a sum with count 0 is 0."""
+    count <= its group's rows, sums with count 0 are 0, and ``n·ΣX² >= (ΣX)²`` so that
+    no released variance is negative."""
     layout = bound.layout
     out = np.array(total, dtype=np.uint64, copy=True)
     rows_field = layout.field(FieldKind.ROWS)
     counts = [f for f in fields if f.kind is FieldKind.COUNT]
+    squares_or_sums = {(f.kind, f.column) for f in fields}
     zero = np.zeros(max(f.digits for f in layout.fields), dtype=np.uint64)
     for slot in range(layout.slots):
         base = slot * layout.slot_width
@@ -343,9 +373,24 @@ def project_consistent(
                 out[c0 : c0 + cf.digits] = out[r0 : r0 + rows_field.digits]
                 count = rows
             if count == 0:
-                try:
-                    sf = layout.field(FieldKind.SUM, nf.column)
-                except KeyError:
-                    continue
-                out[base + sf.offset : base + sf.offset + sf.digits] = zero[: sf.digits]
+                for kind in (FieldKind.SUM, FieldKind.SUM_SQUARES):
+                    if (kind, nf.column) in squares_or_sums:
+                        f = layout.field(kind, nf.column)
+                        out[base + f.offset : base + f.offset + f.digits] = zero[: f.digits]
+            elif (FieldKind.SUM_SQUARES, nf.column) in squares_or_sums:
+                _bound_squares(out, layout, base, nf.column, count)
     return out
+
+
+def _bound_squares(
+    out: npt.NDArray[np.uint64], layout: VectorLayout, base: int, column: str | None, count: int
+) -> None:
+    """Cauchy-Schwarz: ``count · ΣX² >= (ΣX)²`` (so no variance is negative)."""
+    sf = layout.field(FieldKind.SUM, column)
+    qf = layout.field(FieldKind.SUM_SQUARES, column)
+    total = decode_integer(_field_words(out, base + sf.offset, sf.digits))
+    squares = decode_integer(_field_words(out, base + qf.offset, qf.digits))
+    least = -(-(total * total) // count)
+    if squares < least:
+        words = encode_integer(least, qf.digits)
+        out[base + qf.offset : base + qf.offset + qf.digits] = np.array(words, dtype=np.uint64)

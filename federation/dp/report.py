@@ -74,8 +74,10 @@ class PrivacyReport:
         rho: The zCDP cost charged to the analyst's budget at every node.
         min_nodes: ``t``: the fewest nodes whose noise the sum was calibrated for.
         sigmas: The standard deviation of the noise of each noised aggregate
-            (``COUNT(*)``, ``COUNT(x)``, ``SUM(x)``), in the result's units, for the
-            nodes that contributed. ``AVG(x)`` is ``SUM(x) / COUNT(x)`` of these.
+            (``COUNT(*)``, ``COUNT(x)``, ``SUM(x)``, ``SUM(x*x)``), in the result's units,
+            for the nodes that contributed. ``AVG(x)`` is ``SUM(x) / COUNT(x)`` of these,
+            the variances ``(SUM(x*x) - SUM(x)**2 / COUNT(x)) / (COUNT(x) - 1)`` (or ``/
+            COUNT(x)``), after the consistency projection.
         column_sigmas: The same, per released column that is one of those aggregates.
     """
 

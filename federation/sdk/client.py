@@ -130,7 +130,7 @@ class Client:
             epsilon: Run with differential privacy at this epsilon (> 0): every node
                 adds discrete Gaussian noise before aggregation and charges
                 ``client.analyst``'s budget; ``result.privacy`` states the noise. DP
-                queries may use COUNT, SUM and AVG over columns with declared bounds.
+                queries may use COUNT, SUM, AVG and the variances over bounded columns.
             delta: The DP delta (with ``epsilon``).
 
         Raises:
@@ -142,7 +142,7 @@ class Client:
         if plan is not None and dp is not None:
             raise ConfigError(
                 "quantiles are not available with differential privacy yet (they take "
-                "several adaptive jobs); use COUNT, SUM or AVG"
+                "several adaptive jobs); use COUNT, SUM, AVG or the variances"
             )
         if plan is not None:
             return run_quantile_query(

@@ -98,6 +98,38 @@ def test_noise_matches_the_reported_scale(client: fed.Client) -> None:
     assert 4 < sum(z2) < 60
 
 
+def test_variances_under_dp_are_within_their_noise_and_never_negative(
+    client: fed.Client,
+) -> None:
+    sql = "SELECT VAR_SAMP(age) AS v, STDDEV_POP(bmi) AS s, AVG(age) AS m FROM p"
+    r = client.query(sql, epsilon=2.0)
+    assert r.privacy is not None
+    (v, sd, _) = r.rows[0]
+    assert isinstance(v, float)
+    assert isinstance(sd, float)
+    assert sd >= 0
+    # VAR_SAMP = (S2 - S1**2 / n) / (n - 1): to first order its error is
+    # (e_S2 - 2 mean e_S1 + (mean**2 - var) e_n) / n, each e of the reported scale.
+    age = POOLED["age"]
+    n, mean, var = len(age), age.mean(), age.var(ddof=1)
+    spread = (
+        r.privacy.sigma("SUM(age*age)")
+        + 2 * abs(mean) * r.privacy.sigma("SUM(age)")
+        + abs(mean**2 - var) * r.privacy.sigma("COUNT(age)")
+    ) / n
+    assert abs(v - var) < 6 * spread
+    bmi = POOLED["bmi"]
+    sd_spread = (
+        r.privacy.sigma("SUM(bmi*bmi)")
+        + 2 * abs(bmi.mean()) * r.privacy.sigma("SUM(bmi)")
+        + abs(bmi.mean() ** 2 - bmi.var(ddof=0)) * r.privacy.sigma("COUNT(bmi)")
+    ) / len(bmi)
+    # d(sqrt(var)) = d(var) / (2 sd)
+    assert abs(sd - bmi.std(ddof=0)) < 6 * sd_spread / (2 * bmi.std(ddof=0)) + 1e-9
+    labels = {label for label, _ in r.privacy.sigmas}
+    assert {"SUM(age*age)", "SUM(bmi*bmi)"} <= labels
+
+
 def test_group_by_and_homomorphic_with_dp(client: fed.Client) -> None:
     r = client.query("SELECT sex, COUNT(*) AS n FROM p GROUP BY sex", epsilon=1.0)
     rows = {row[0]: row[1] for row in r.rows}
@@ -122,8 +154,8 @@ def test_confidential_columns_need_dp(client: fed.Client) -> None:
 def test_queries_dp_cannot_answer_are_refused(client: fed.Client) -> None:
     with pytest.raises(UnsupportedQueryError, match="declares no bounds"):
         client.query("SELECT SUM(score) FROM p", epsilon=1.0)
-    with pytest.raises(UnsupportedQueryError, match="VAR_SAMP"):
-        client.query("SELECT VAR_SAMP(age) FROM p", epsilon=1.0)
+    with pytest.raises(UnsupportedQueryError, match="CORR"):
+        client.query("SELECT CORR(age, bmi) FROM p", epsilon=1.0)
     for bad in (0.0, -1.0, float("inf")):
         with pytest.raises(ConfigError, match="epsilon"):
             client.query("SELECT COUNT(*) FROM p", epsilon=bad)

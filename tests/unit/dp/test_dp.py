@@ -109,10 +109,42 @@ def test_dp_fields_and_sensitivities() -> None:
     assert s.sensitivity < 2**33
 
 
+def test_variances_noise_the_sum_of_squares_with_sensitivity_m_squared() -> None:
+    fields = dp_fields(bound("SELECT VAR_SAMP(x), STDDEV_POP(y) FROM t"))
+    by_label = {f.label: f for f in fields}
+    # x: integer in [0, 100]: one row moves sum x by <= 100 and sum x**2 by <= 100**2
+    assert by_label["SUM(x)"].sensitivity == 100
+    squares = by_label["SUM(x*x)"]
+    assert (squares.kind, squares.sensitivity, squares.shift) == (FieldKind.SUM_SQUARES, 10_000, 0)
+    # y: a double in [0, 10], encoded with 52 fraction bits: (10 * 2**52)**2 on a lattice
+    y2 = by_label["SUM(y*y)"]
+    assert y2.fraction_bits == 2 * by_label["SUM(y)"].fraction_bits
+    assert y2.sensitivity * 2**y2.shift >= (10 * 2**52) ** 2
+    assert (y2.sensitivity - 1) * 2**y2.shift < (10 * 2**52) ** 2
+    assert y2.sensitivity < 2**33
+
+
+def test_the_projection_keeps_every_variance_non_negative() -> None:
+    b = bound("SELECT g, VAR_SAMP(x) FROM t GROUP BY g")
+    vec = _vector(
+        b,
+        {
+            (FieldKind.ROWS, None): [5, 5, 5],
+            (FieldKind.COUNT, "x"): [4, 4, 0],
+            (FieldKind.SUM, "x"): [20, 20, 9],
+            (FieldKind.SUM_SQUARES, "x"): [90, 120, 50],  # 4 * 90 < 20**2: impossible
+        },
+    )
+    out = project_consistent(b, vec, dp_fields(b))
+    assert _read(b, out, FieldKind.SUM_SQUARES, "x")[:3] == [100, 120, 0]
+    assert _read(b, out, FieldKind.SUM, "x")[2] == 0  # no values: no sum
+
+
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("SELECT VAR_SAMP(x) FROM t", "VAR_SAMP"),
+        ("SELECT CORR(x, y) FROM t", "CORR"),
+        ("SELECT VAR_SAMP(z) FROM t", "declares no bounds"),
         ("SELECT SUM(z) FROM t", "declares no bounds"),
         ("SELECT SUM(x * y) FROM t", "single column"),
     ],
