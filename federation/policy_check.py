@@ -189,17 +189,27 @@ def local_query_set_size(bound: BoundQuery, vector: npt.NDArray[np.uint64]) -> i
     return total
 
 
-def check_query_set(bound: BoundQuery, policy: Policy, rows: int) -> None:
-    """Refuse when the query's WHERE isolates ``0 < rows < min_query_set_size`` local rows.
+def check_query_set(bound: BoundQuery, policy: Policy, rows: int, total: int | None = None) -> None:
+    """Refuse when the query's WHERE isolates ``0 < rows < min_query_set_size`` local rows,
+    or leaves out ``0 < total - rows < min_query_set_size`` of the node's ``total`` rows
+    (the query set size restriction on both sides, Denning 1980: otherwise the whole
+    dataset's aggregate minus this one isolates the rows left out).
 
     A node with no matching row contributes zeros as usual (it isolates nobody).
 
     Raises:
-        DisclosureControlError: too few local rows match.
+        DisclosureControlError: too few local rows match, or too few are left out.
     """
     m = policy.min_query_set_size
     if 0 < rows < m:
         raise DisclosureControlError(
             f"{_rule(PolicyRule.MIN_QUERY_SET_SIZE)}: the query selects fewer than {m} "
             f"rows of dataset {bound.schema.name!r} at this node; widen its WHERE"
+        )
+    if bound.where is not None and total is not None and 0 < total - rows < m:
+        raise DisclosureControlError(
+            f"{_rule(PolicyRule.MIN_QUERY_SET_SIZE)}: the query's WHERE leaves out fewer "
+            f"than {m} rows of dataset {bound.schema.name!r} at this node (the whole "
+            "dataset's aggregate minus this one would single them out); narrow or drop "
+            "its WHERE"
         )

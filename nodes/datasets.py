@@ -54,6 +54,7 @@ class LocalData:
         self._index = {d.schema.name: i for i, d in enumerate(datasets)}
         self._versions: dict[str, tuple[int, int]] = {}
         self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
+        self._counts: dict[str, tuple[tuple[int, int], int]] = {}
         for i, dataset in enumerate(datasets):
             self._open(dataset, i)
 
@@ -121,6 +122,22 @@ class LocalData:
             return ""
         self._hashes[name] = (stamp, digest.hexdigest())
         return digest.hexdigest()
+
+    def row_count(self, name: str) -> int:
+        """The rows of dataset ``name`` as served now (cached until its source changes)."""
+        dataset = self._datasets.get(name)
+        stamp = _version(dataset) if dataset is not None else (-1, -1)
+        cached = self._counts.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        cursor = self.cursor()
+        try:
+            row = cursor.execute(f"SELECT COUNT(*) FROM {self.relation(name)}").fetchone()
+        finally:
+            cursor.close()
+        count = int(row[0]) if row is not None else 0
+        self._counts[name] = (stamp, count)
+        return count
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for one task (DuckDB cursors may run concurrently)."""

@@ -228,7 +228,9 @@ def compute_checked(
         vector = compute_local(bound, cursor, relation, typed=True)
     finally:
         cursor.close()
-    check_query_set(bound, data.policy(bound.dataset), local_query_set_size(bound, vector))
+    policy = data.policy(bound.dataset)
+    total = data.row_count(bound.dataset) if bound.where is not None else None
+    check_query_set(bound, policy, local_query_set_size(bound, vector), total)
     if noise is not None:
         vector = add_node_noise(bound, vector, noise)
     return vector

@@ -153,6 +153,20 @@ def test_a_homomorphic_job_is_refused_when_cells_must_be_suppressed(federation_:
     assert "secagg" in info.value.message
 
 
+def test_a_node_refuses_a_where_that_leaves_out_too_few_of_its_rows(federation_: Fed) -> None:
+    client, parts = federation_
+    # node 2's policy: min_query_set_size 40. WHERE k <> 0 leaves out its rows with k = 0:
+    left_out = int((parts[2].k == 0).sum())
+    assert 0 < left_out < 40
+    with pytest.raises(DisclosureControlError) as info:
+        client.query("SELECT AVG(x) FROM u WHERE k <> 0")
+    assert "node 'node-2' refused the task" in info.value.message
+    assert "leaves out fewer than 40 rows" in info.value.message
+    # without WHERE nothing is left out; with one that keeps every row, neither
+    n = client.query("SELECT COUNT(*) FROM u WHERE k >= 0").rows[0][0]
+    assert n == sum(len(p) for p in parts)
+
+
 def test_a_node_refuses_a_where_that_isolates_too_few_of_its_rows(federation_: Fed) -> None:
     client, parts = federation_
     mine = int((parts[2].k == 0).sum())

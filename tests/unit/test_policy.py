@@ -294,6 +294,22 @@ def test_local_query_set_size_counts_the_where_rows() -> None:
         check_query_set(bound, policy, 9)
 
 
+def test_a_where_that_leaves_out_few_rows_is_refused_too() -> None:
+    # COUNT(all) - COUNT(WHERE not them) isolates the few rows a WHERE leaves out
+    frame = _frame(200, 1)
+    policy = Policy(min_query_set_size=10)
+    bound = _bind("SELECT AVG(x) FROM t WHERE k < 3")
+    selected = local_query_set_size(bound, _vector(bound, frame))
+    assert 10 <= selected <= 190  # the frame's k spreads the rows (checked, not assumed)
+    check_query_set(bound, policy, selected, total=200)
+    check_query_set(bound, policy, 200, total=200)  # leaves out nobody
+    check_query_set(bound, policy, 190, total=200)  # leaves out 10
+    with pytest.raises(DisclosureControlError, match=r"leaves out fewer than 10 rows"):
+        check_query_set(bound, policy, 191, total=200)
+    # without WHERE the query set is the whole dataset: nothing is left out
+    check_query_set(_bind("SELECT AVG(x) FROM t"), policy, 200, total=201)
+
+
 def test_finalize_suppresses_groups_below_the_minimum_cell_size() -> None:
     frames = [_frame(n, seed) for n, seed in ((60, 2), (45, 3), (30, 4))]
     pooled = pd.concat(frames, ignore_index=True)
