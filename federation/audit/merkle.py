@@ -198,10 +198,13 @@ class MerkleTree:
     """
 
     CACHED = 16
+    MEMO = 1 << 16
+    """Partial subtrees remembered (ranges proofs asked for), at most."""
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
         self._leaves = bytearray()
         self._cache: dict[tuple[int, int], bytes] = {}
+        self._memo: dict[tuple[int, int], bytes] = {}
         self._peaks: list[tuple[int, bytes]] = []  # (leaves, root) of the covering subtrees
         for leaf in leaves:
             self.append(leaf)
@@ -237,15 +240,31 @@ class MerkleTree:
         cached = self._cache.get((start, end))
         if cached is not None:
             return cached
+        # A range's hash never changes (the log only grows): remember the partial ones
+        # proofs ask for too, in a bounded memo (the perfect ones are in the cache).
+        found = self._memo.get((start, end))
+        if found is not None:
+            return found
         k = _split(end - start)
-        return node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
+        value = node_hash(self._subtree(start, start + k), self._subtree(start + k, end))
+        if len(self._memo) >= self.MEMO:
+            self._memo.clear()
+        self._memo[(start, end)] = value
+        return value
 
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` leaves (default: all)."""
         n = self.size if size is None else size
         if not 0 <= n <= self.size:
             raise ValueError(f"a tree of {self.size} leaves has no prefix of {n}")
-        return EMPTY_ROOT if n == 0 else self._subtree(0, n)
+        if n == 0:
+            return EMPTY_ROOT
+        if n == self.size:  # fold the covering subtrees' roots, right to left
+            node = self._peaks[-1][1]
+            for _, peak in reversed(self._peaks[:-1]):
+                node = node_hash(peak, node)
+            return node
+        return self._subtree(0, n)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """PATH(index, D[size])."""
