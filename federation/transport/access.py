@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -33,6 +33,7 @@ from federation.errors import (
     RateLimitError,
 )
 from federation.pki import Identity, Role, identity_from_certificate, load_revoked_serials
+from federation.transport.interception import Interceptor, rewrap
 from federation.transport.status import abort_with
 
 __all__ = ["METHOD_ROLES", "AccessControl", "RateLimit", "caller"]
@@ -133,13 +134,7 @@ class _Revocations:
         return serial in self._serials
 
 
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor  # generic only in grpc-stubs
-
-
-class AccessControl(_Interceptor):
+class AccessControl(Interceptor):
     """Checks the caller's certificate, role and rate on every RPC (module docstring)."""
 
     def __init__(
@@ -210,48 +205,12 @@ class AccessControl(_Interceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        check = self._check
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
 
-            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-                check(method, context)
-                return inner_uu(request, context)
+        def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            self._check(method, context)
+            return requests
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                check(method, context)
-                return inner_us(request, context)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream is not None:
-            inner_ss = handler.stream_stream
-
-            def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                check(method, context)
-                return inner_ss(requests, context)
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer
-            )
-        inner_su = handler.stream_unary
-        if inner_su is None:
-            return handler
-
-        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            check(method, context)
-            return inner_su(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return rewrap(handler, unary=lambda _, context: self._check(method, context), stream=stream)
 
 
 def _deny(context: grpc.ServicerContext, method: str, error: FederationError) -> NoReturn:

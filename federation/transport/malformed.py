@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from federation.errors import ConfigError
+from federation.transport.interception import Interceptor, rewrap
 from federation.transport.status import abort_with
 
 __all__ = ["MalformedRequestGuard"]
@@ -65,13 +66,7 @@ def _refuse(context: grpc.ServicerContext, method: str, request: _Undecodable) -
     abort_with(context, request.error)
 
 
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor  # generic only in grpc-stubs
-
-
-class MalformedRequestGuard(_Interceptor):
+class MalformedRequestGuard(Interceptor):
     """Turns undecodable request bytes into ``INVALID_ARGUMENT`` (module docstring)."""
 
     def intercept_service(
@@ -84,38 +79,14 @@ class MalformedRequestGuard(_Interceptor):
         if handler is None or handler.request_deserializer is None:
             return handler
         method = handler_call_details.method
-        deserialize = _tolerant(handler.request_deserializer)
-        serialize = handler.response_serializer
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
 
-            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-                if isinstance(request, _Undecodable):
-                    _refuse(context, method, request)
-                return inner_uu(request, context)
+        def unary(request: Any, context: grpc.ServicerContext) -> None:
+            if isinstance(request, _Undecodable):
+                _refuse(context, method, request)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, serialize)
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                if isinstance(request, _Undecodable):
-                    _refuse(context, method, request)
-                return inner_us(request, context)
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, deserialize, serialize)
-        if handler.stream_stream is not None:
-            inner_ss = handler.stream_stream
-
-            def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                return inner_ss(_checked(requests), context)
-
-            return grpc.stream_stream_rpc_method_handler(stream_stream, deserialize, serialize)
-        inner_su = handler.stream_unary
-        if inner_su is None:
-            return handler
-
-        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            return inner_su(_checked(requests), context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, deserialize, serialize)
+        return rewrap(
+            handler,
+            unary=unary,
+            stream=lambda requests, _: _checked(requests),
+            deserializer=_tolerant(handler.request_deserializer),
+        )
