@@ -11,6 +11,7 @@ label is 65+ bytes of printable ASCII not starting with a space.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NoReturn
 
@@ -49,9 +50,9 @@ class Credentials(SecretHolder):
     cert_pem: bytes
     key_pem: bytes = field(repr=False)
 
-    @property
+    @cached_property
     def identity(self) -> Identity:
-        """Who the certificate names."""
+        """Who the certificate names (parsed once)."""
         return identity_from_certificate(self.cert_pem)
 
     def export_private(self, *, unprotected: bool) -> bytes:
