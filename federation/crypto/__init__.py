@@ -1,4 +1,5 @@
-"""Cryptographic primitives: the only package that imports ``cryptography``.
+"""Cryptographic primitives: with :mod:`federation.pki` (certificates), the only code that
+imports ``cryptography``.
 
 - :mod:`federation.crypto.prg`: HKDF-SHA256 key derivation with domain-separation
   labels, and the AES-128-CTR mask generator (in-place add/subtract into uint64
