@@ -61,6 +61,8 @@ class NodeSession:
     online: bool = True
     certificate: bytes = b""
     """The node's TLS client certificate (PEM), forwarded to its peers in signed runs."""
+    mask_key_signature: bytes = b""
+    """With identities: the node's signature over ``mask_public_key``."""
     audit: AuditTrail | None = None
     """The coordinator's log, which proves itself to the node with every task."""
     audit_key: bytes = b""
@@ -158,6 +160,7 @@ class Directory:
             audit_key=registration.audit_key,
             audit_size=registration.audit_size,
             certificate=certificate,
+            mask_key_signature=registration.mask_key_signature,
         )
         for entry in registration.audit_pending:
             session.receipt(entry)

@@ -124,8 +124,15 @@ class HERun(Run):
     def _assign_tasks(self) -> None:
         dataset, sql, fingerprint = self._task
         keys = [s.mask_public_key for s in self._sessions]
+        signed = all(s.certificate for s in self._sessions)
+        certificates = tuple(s.certificate for s in self._sessions) if signed else ()
         for slot, session in enumerate(self._sessions):
             peers = tuple((j, k) for j, k in enumerate(keys) if j != slot)
+            signatures = (
+                tuple((j, s.mask_key_signature) for j, s in enumerate(self._sessions) if j != slot)
+                if signed
+                else ()
+            )
             session.assign(
                 TaskAssignment(
                     job_id=self.job_id,
@@ -142,6 +149,8 @@ class HERun(Run):
                         ring_bits=self.spec.ring_bits,
                         length=self.spec.length,
                         peers=peers,
+                        peer_signatures=signatures,
+                        certificates=certificates,
                     ),
                 )
             )

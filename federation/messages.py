@@ -134,6 +134,10 @@ class Registration:
     protocol_version: int = PROTOCOL_VERSION
     mask_public_key: bytes = b""
     """X25519 session key from which the node's zero-sum masks are derived."""
+    mask_key_signature: bytes = b""
+    """With identities: the node's certificate-key signature over its mask key
+    (:func:`federation.protocols.he.masking.mask_key_message`), so that no coordinator
+    can substitute it."""
     policies: tuple[tuple[str, Policy], ...] = ()
     """(dataset name, policy) for each dataset; a dataset not listed has
     :data:`~federation.policy.DEFAULT_POLICY`."""
@@ -193,6 +197,10 @@ class HESetup:
     length: int
     peers: tuple[tuple[int, bytes], ...]
     """Every other participant's slot and zero-sum mask public key."""
+    peer_signatures: tuple[tuple[int, bytes], ...] = ()
+    """With identities: each peer's certificate-key signature over its mask key."""
+    certificates: tuple[bytes, ...] = ()
+    """With identities: every slot's node certificate (PEM), for the node to check."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from federation.messages import (
     TaskCancelled,
     TaskFailure,
 )
+from federation.protocols.he.masks import mask_key_message
 from federation.transport.node_link import GrpcNodeLink, LinkClosed, NodeLink
 from federation.transport.security import TransportSecurity
 from nodes.approvals import APPROVALS_FILE, ApprovalBook
@@ -41,6 +42,7 @@ from nodes.budget import LEDGER_FILE, BudgetLedger, NodeBudgets
 from nodes.config import NodeConfig
 from nodes.datasets import LocalData
 from nodes.he_task import HETask
+from nodes.roster import signer_for
 from nodes.task import DropoutStage, SecAggTask
 
 __all__ = ["AGENT_VERSION", "NodeAgent"]
@@ -109,6 +111,14 @@ class NodeAgent:
         self.audit = NodeAudit(config.name, config.state_dir)
         """The node's own audit log and its check of the coordinator's."""
 
+    def _mask_key_signature(self) -> bytes:
+        """This node's certificate-key signature over its mask session key (none on
+        plaintext)."""
+        credentials = self._security.credentials
+        if credentials is None:
+            return b""
+        return signer_for(credentials)(mask_key_message(self._mask_keys.public_bytes))
+
     def _grpc_link(self, address: str) -> NodeLink:
         return GrpcNodeLink(address, self._security)
 
@@ -134,6 +144,7 @@ class NodeAgent:
                         datasets=self.data.schemas,
                         agent_version=AGENT_VERSION,
                         mask_public_key=self._mask_keys.public_bytes,
+                        mask_key_signature=self._mask_key_signature(),
                         policies=self.data.policies,
                         audit_key=audit_key,
                         audit_size=audit_size,
@@ -284,6 +295,7 @@ class NodeAgent:
                     budgets=self.budgets,
                     approvals=self.approvals,
                     on_finish=self._finished,
+                    credentials=self._security.credentials,
                 )
             else:
                 task = SecAggTask(

@@ -15,12 +15,15 @@ import time
 from federation.crypto.keys import X25519KeyPair
 from federation.encoding import DIGIT_BITS
 from federation.errors import ProtocolError
-from federation.messages import EncryptedShare, ErrorInfo, TaskAssignment
+from federation.messages import EncryptedShare, ErrorInfo, HESetup, TaskAssignment
+from federation.pki import Credentials
 from federation.protocols.he import SumSpec, mask_values
+from federation.protocols.he.masks import mask_key_message
 from federation.protocols.he.registry import scheme
 from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
+from nodes.roster import EnrolledRoster
 from nodes.task import (
     CANCELLED,
     Die,
@@ -54,8 +57,10 @@ class HETask:
         budgets: NodeBudgets | None = None,
         approvals: ApprovalBook | None = None,
         on_finish: Finish | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.job_id = assignment.job_id
+        self._credentials = credentials
         self._budgets = budgets
         self._approvals = approvals
         self._on_finish = on_finish
@@ -110,6 +115,28 @@ class HETask:
                 self._on_finish(self._assignment, outcome, self._charged)
             self.finished.set()
 
+    def _check_peers(self, setup: HESetup, peers: dict[int, bytes]) -> None:
+        """With identities: every peer's mask key must carry that peer's signature, under
+        a certificate the node checks itself; otherwise (or if the coordinator drops the
+        signatures) the node refuses."""
+        credentials = self._credentials
+        if credentials is None:
+            return
+        if len(setup.certificates) != setup.parties:
+            raise ProtocolError(
+                "this node has an identity and takes part only in jobs whose peers' mask "
+                "keys are signed; the task carries no certificates; refusing"
+            )
+        roster = EnrolledRoster(setup.certificates, credentials, setup.slot)
+        signatures = dict(setup.peer_signatures)
+        for j, key in peers.items():
+            signature = signatures.get(j, b"")
+            if not signature or not roster.verify(j, mask_key_message(key), signature):
+                raise ProtocolError(
+                    f"the mask key of slot {j} does not carry that node's valid signature "
+                    "(a substituted key); refusing"
+                )
+
     def _kill(self) -> None:
         log.warning(
             "job %s: simulated dropout %s", self.job_id, self._die_at.value if self._die_at else ""
@@ -139,6 +166,7 @@ class HETask:
                 "the task's roster is inconsistent: every other participant must be listed "
                 "exactly once"
             )
+        self._check_peers(setup, peers)
         he = scheme(a.protocol.value)
         he.check_public_key(setup.public_key)
         await_approval(

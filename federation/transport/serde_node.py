@@ -222,6 +222,7 @@ def node_messages_to_proto(message: NodeToCoordinator) -> Iterator[node_pb2.Node
                 audit_key=message.audit_key,
                 audit_size=message.audit_size,
                 audit_pending=list(message.audit_pending),
+                mask_key_signature=message.mask_key_signature,
             )
         )
     elif isinstance(message, AuditReceipt):
@@ -326,6 +327,7 @@ def node_message_from_proto(  # noqa: PLR0911 - one return per message kind
             audit_key=bytes(reg.audit_key),
             audit_size=int(reg.audit_size),
             audit_pending=tuple(bytes(e) for e in reg.audit_pending),
+            mask_key_signature=bytes(reg.mask_key_signature),
         )
     if which == "audit_receipt":
         return AuditReceipt(bytes(msg.audit_receipt.entry))
@@ -442,6 +444,10 @@ def coordinator_message_to_proto(message: CoordinatorToNode) -> node_pb2.Coordin
                     ring_bits=h.ring_bits,
                     length=h.length,
                     peers=[node_pb2.SlotBytes(slot=k, data=v) for k, v in h.peers],
+                    peer_signatures=[
+                        node_pb2.SlotBytes(slot=k, data=v) for k, v in h.peer_signatures
+                    ],
+                    certificates=list(h.certificates),
                 )
             )
         return node_pb2.CoordinatorMessage(task=task)
@@ -551,6 +557,10 @@ def _task_from_proto(t: node_pb2.Task) -> TaskAssignment:
             ring_bits=h.ring_bits,
             length=int(h.length),
             peers=tuple(sorted(peers.items())),
+            peer_signatures=tuple(
+                sorted(_slot_map(h.peer_signatures, "a homomorphic task").items())
+            ),
+            certificates=tuple(bytes(c) for c in h.certificates),
         )
     if (secagg is None) == (he is None):
         raise ProtocolError("a task must carry exactly one protocol setup")

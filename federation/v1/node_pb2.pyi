@@ -192,6 +192,7 @@ class Register(_message.Message):
     AUDIT_KEY_FIELD_NUMBER: _builtins.int
     AUDIT_SIZE_FIELD_NUMBER: _builtins.int
     AUDIT_PENDING_FIELD_NUMBER: _builtins.int
+    MASK_KEY_SIGNATURE_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     agent_version: _builtins.str
     protocol_version: _builtins.int
@@ -201,6 +202,8 @@ class Register(_message.Message):
     """Ed25519 key signing the node's receipts"""
     audit_size: _builtins.int
     """the coordinator log size the node last accepted"""
+    mask_key_signature: _builtins.bytes
+    """the node's certificate key over mask_public_key"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetSchema]: ...
     @_builtins.property
@@ -223,10 +226,11 @@ class Register(_message.Message):
         audit_key: _builtins.bytes = ...,
         audit_size: _builtins.int = ...,
         audit_pending: _abc.Iterable[_builtins.bytes] | None = ...,
+        mask_key_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "audit_key", b"audit_key", "audit_pending", b"audit_pending", "audit_size", b"audit_size", "datasets", b"datasets", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "policies", b"policies", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "audit_key", b"audit_key", "audit_pending", b"audit_pending", "audit_size", b"audit_size", "datasets", b"datasets", "mask_key_signature", b"mask_key_signature", "mask_public_key", b"mask_public_key", "node_name", b"node_name", "policies", b"policies", "protocol_version", b"protocol_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -470,6 +474,8 @@ class HESetup(_message.Message):
     RING_BITS_FIELD_NUMBER: _builtins.int
     LENGTH_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
+    PEER_SIGNATURES_FIELD_NUMBER: _builtins.int
+    CERTIFICATES_FIELD_NUMBER: _builtins.int
     scheme: _builtins.str
     """paillier | ckks"""
     public_key: _builtins.bytes
@@ -483,6 +489,14 @@ class HESetup(_message.Message):
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlotBytes]:
         """every other participant's mask public key"""
 
+    @_builtins.property
+    def peer_signatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___SlotBytes]:
+        """with mTLS: each peer's signature over its key"""
+
+    @_builtins.property
+    def certificates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """with mTLS: every slot's node certificate (PEM)"""
+
     def __init__(
         self,
         *,
@@ -493,10 +507,12 @@ class HESetup(_message.Message):
         ring_bits: _builtins.int = ...,
         length: _builtins.int = ...,
         peers: _abc.Iterable[Global___SlotBytes] | None = ...,
+        peer_signatures: _abc.Iterable[Global___SlotBytes] | None = ...,
+        certificates: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["length", b"length", "parties", b"parties", "peers", b"peers", "public_key", b"public_key", "ring_bits", b"ring_bits", "scheme", b"scheme", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificates", b"certificates", "length", b"length", "parties", b"parties", "peer_signatures", b"peer_signatures", "peers", b"peers", "public_key", b"public_key", "ring_bits", b"ring_bits", "scheme", b"scheme", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

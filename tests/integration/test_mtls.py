@@ -252,3 +252,27 @@ def test_auditors_read_the_coordinators_log_over_grpc(
     analyst = pki.path(Role.ANALYST, "analyst")
     assert main(["audit", "verify", "-c", client.address, "--credentials", str(analyst)]) == 1
     assert "may not call GetLog" in capsys.readouterr().err
+
+
+def test_a_substituted_mask_key_in_a_homomorphic_job_is_refused(
+    client: fed.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coordinator.directory import NodeSession
+    from federation.crypto.keys import X25519KeyPair
+    from federation.messages import TaskAssignment
+
+    assert _rows(client.query(SQL, protocol="paillier")) == _expected()  # honest: fine
+    forged = X25519KeyPair.generate().public_bytes  # a key the coordinator controls
+    honest_assign = NodeSession.assign
+
+    def lying_assign(self: NodeSession, task: TaskAssignment) -> None:
+        if task.he is not None and task.he.slot == 0:
+            peers = tuple((j, forged if j == 1 else k) for j, k in task.he.peers)
+            task = dataclasses.replace(task, he=dataclasses.replace(task.he, peers=peers))
+        honest_assign(self, task)
+
+    monkeypatch.setattr(NodeSession, "assign", lying_assign)
+    with pytest.raises(fed.ProtocolError, match="mask key of slot 1 does not carry"):
+        client.query(SQL, protocol="paillier")
+    monkeypatch.setattr(NodeSession, "assign", honest_assign)
+    assert _rows(client.query(SQL, protocol="paillier")) == _expected()

@@ -13,6 +13,11 @@ noise. The masks need no extra round: they come from keys already published.
 
 The price: the sum is only meaningful when every node of the job uploaded; a job
 that loses a node before upload fails (nothing is decrypted or released).
+
+With identities (mutual TLS), each node signs its session key with its certificate's
+key (:func:`mask_key_message`) when it registers, and every node checks its peers'
+signatures against their certificates before deriving masks, so the coordinator
+cannot substitute a peer's key (and learn that pair's mask).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from federation.crypto.prg import Label, MaskApplier, derive_key
 from federation.errors import ProtocolError
 from federation.protocols.he.spec import SumSpec
 
-__all__ = ["mask_values", "ring_mask"]
+__all__ = ["mask_key_message", "mask_values", "ring_mask"]
+
+_MASK_KEY_LABEL = b"federation/he/zero-sum-mask-key/v1\x00"
+
+
+def mask_key_message(public_key: bytes) -> bytes:
+    """What a node signs to vouch for its zero-sum mask session key."""
+    return _MASK_KEY_LABEL + public_key
+
 
 Ring = npt.NDArray[np.uint64]
 
