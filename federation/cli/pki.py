@@ -57,6 +57,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     revoke.add_argument("--reason", help="why (kept in the CA's index)")
     _add_dir_arg(revoke)
 
+    crl = actions.add_parser(
+        "crl", help="re-sign the CRL for 7 more days (run daily, e.g. from cron)"
+    )
+    _add_dir_arg(crl)
+
     listing = actions.add_parser("list", help="list issued certificates")
     listing.add_argument("--format", choices=["table", "json"], default="table")
     _add_dir_arg(listing)
@@ -98,6 +103,16 @@ def run(args: argparse.Namespace) -> int:
             out.write(f"revoked serial {serial:x}\n")
         out.write(f"re-signed {pki.open_ca(args.dir).crl_path}\n")
         return 0
+    if args.pki_command == "crl":
+        out.write(f"re-signed {pki.refresh_crl(args.dir)} (valid for 7 days)\n")
+        return 0
+    return _list(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from federation import pki
+
+    out = sys.stdout
     entries = pki.open_ca(args.dir).entries()
     if args.format == "json":
         out.write(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")

@@ -44,7 +44,7 @@ from federation.pki.credentials import (
 from federation.pki.crl import load_revoked_serials
 from federation.pki.identity import Identity, identity_from_certificate, verify_issued_by
 from federation.pki.index import IndexEntry
-from federation.pki.revocation import revoke
+from federation.pki.revocation import refresh_crl, revoke
 from federation.pki.roles import Role
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "load_credentials",
     "load_revoked_serials",
     "open_ca",
+    "refresh_crl",
     "revoke",
     "sign",
     "verify_issued_by",

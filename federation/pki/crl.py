@@ -12,7 +12,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from federation.errors import CertificateError
 from federation.pki.identity import load_certificate
 
-__all__ = ["CRL_NAME", "CRL_VALIDITY", "build_crl", "crl_number", "load_revoked_serials"]
+__all__ = [
+    "CRL_NAME",
+    "CRL_VALIDITY",
+    "build_crl",
+    "crl_next_update",
+    "crl_number",
+    "load_revoked_serials",
+]
 
 CRL_NAME = "crl.pem"
 CRL_VALIDITY = timedelta(days=7)
@@ -48,6 +55,14 @@ def build_crl(
         )
     crl = builder.sign(ca_key, hashes.SHA256())
     return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def crl_next_update(crl_pem: bytes) -> datetime | None:
+    """When a PEM CRL says the next one is due (``None`` if unknown or unparseable)."""
+    try:
+        return x509.load_pem_x509_crl(crl_pem).next_update_utc
+    except ValueError:
+        return None
 
 
 def crl_number(crl_pem: bytes) -> int:

@@ -14,7 +14,7 @@ from federation.pki.identity import utc_now
 from federation.pki.index import append_revoked, read_index
 from federation.pki.roles import Role, validate_name
 
-__all__ = ["revoke"]
+__all__ = ["refresh_crl", "revoke"]
 
 
 def revoke(
@@ -72,3 +72,23 @@ def revoke(
         crl = build_crl(ca_key, ca.certificate, revoked, now=when, number=number)
         write_public_file(ca.crl_path, crl, replace=True)
     return [e.serial for e in targets]
+
+
+def refresh_crl(directory: Path | str, *, now: datetime | None = None) -> Path:
+    """Re-sign the CRL with every revocation so far, valid 7 days from ``now`` (run it
+    before ``next_update`` passes: for instance daily); returns its path.
+
+    Raises:
+        ConfigError: No CA in ``directory``.
+    """
+    directory = Path(directory)
+    when = utc_now(now)
+    ca = open_ca(directory)
+    with exclusive_lock(directory):
+        ca_key = load_ca_key(ca)
+        revoked = [(e.serial, e.revoked_at) for e in read_index(ca.index_path) if e.revoked_at]
+        number = crl_number(ca.crl_path.read_bytes()) + 1 if ca.crl_path.exists() else 1
+        crl = build_crl(ca_key, ca.certificate, revoked, now=when, number=number)
+        write_public_file(ca.crl_path, crl, replace=True)
+        record_pki_event(directory, "crl_refreshed", number=number, revoked=len(revoked))
+    return ca.crl_path

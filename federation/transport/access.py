@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,6 +34,7 @@ from federation.errors import (
     RateLimitError,
 )
 from federation.pki import Identity, Role, identity_from_certificate, load_revoked_serials
+from federation.pki.crl import crl_next_update
 from federation.transport.interception import Interceptor, rewrap
 from federation.transport.status import abort_with
 
@@ -122,9 +124,17 @@ class _Revocations:
         with self._lock:
             if stamp == self._stamp:
                 return
-            self._serials = load_revoked_serials(self._crl.read_bytes(), self._ca)
+            pem = self._crl.read_bytes()
+            self._serials = load_revoked_serials(pem, self._ca)
             self._stamp = stamp
         log.info("revocation list %s: %d revoked certificate(s)", self._crl, len(self._serials))
+        due = crl_next_update(pem)
+        if due is not None and due < datetime.now(UTC):
+            log.warning(
+                "revocation list %s was due for renewal at %s: run `federation pki crl`",
+                self._crl,
+                due.isoformat(timespec="seconds"),
+            )
 
     def revoked(self, serial: int) -> bool:
         try:
