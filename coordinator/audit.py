@@ -8,7 +8,7 @@ holding the log's public key can check, offline, that nothing recorded was chang
 (``federation audit verify --log FILE``).
 
 Nodes append their own signed receipts (:mod:`federation.audit.witness`) through
-:meth:`AuditTrail.accept_receipt`; :meth:`AuditTrail.prove` gives each task its proof:
+:meth:`AuditTrail.submit_receipt`; :meth:`AuditTrail.prove` gives each task its proof:
 the newest head (signed on demand), consistency with the node's last accepted head,
 and inclusion of the node's receipts, so that every node checks this log on every task.
 
@@ -19,7 +19,6 @@ both in memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -28,10 +27,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from federation.audit.heads import SignedTreeHead
 from federation.audit.log import AuditLog, load_signer
 from federation.audit.merkle import leaf_hash
-from federation.audit.witness import HeadProof, InclusionProof, verify_receipt
+from federation.audit.witness import HeadProof, InclusionProof, canonical_json, verify_receipt
 from federation.crypto.signing import Ed25519Signer
 from federation.errors import AuditIntegrityError
 
@@ -50,8 +48,6 @@ class AuditTrail:
 
     def __init__(self, database: str | Path) -> None:
         """Open the trail that belongs to the coordinator database ``database``."""
-        self._head_lock = threading.Lock()
-        self._head: SignedTreeHead | None = None
         self._queue: queue.Queue[_Receipt | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         if str(database) == ":memory:":
@@ -67,22 +63,11 @@ class AuditTrail:
 
     def record(self, event: str, **fields: Any) -> None:
         """Append one event (failures are logged: auditing never stops a job)."""
-        entry = {"event": event, "at": round(time.time(), 3), **fields}
-        data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        data = canonical_json({"event": event, "at": round(time.time(), 3), **fields})
         try:
             self.log.append(data)
         except Exception:  # pragma: no cover - disk full and the like
             log.exception("could not append the %s event to the audit log", event)
-
-    def accept_receipt(self, node: str, key: bytes, entry: bytes) -> tuple[bytes, int]:
-        """Append a node's signed receipt now (once: a receipt sent again is found, not
-        duplicated); returns its leaf hash and index.
-
-        Raises:
-            AuditIntegrityError: Not a valid receipt of ``node`` signed with ``key``.
-        """
-        verify_receipt(entry, node, key)
-        return self._append_receipts([entry])[0]
 
     def submit_receipt(self, node: str, key: bytes, entry: bytes, accepted: Accepted) -> None:
         """Queue a node's receipt: a writer thread checks it and appends it with the
@@ -139,31 +124,28 @@ class AuditTrail:
 
     def _append_receipts(self, entries: list[bytes]) -> list[tuple[bytes, int]]:
         """Leaf hash and index of each entry, appending those not in the log yet."""
+        # Only the writer thread appends receipts: finding then appending is not racy.
         leaves = [leaf_hash(e) for e in entries]
-        with self._head_lock:
-            where: dict[bytes, int] = {}
-            fresh: list[bytes] = []
-            for leaf, entry in zip(leaves, entries, strict=True):
-                if leaf in where:
-                    continue
-                found = self.log.find(leaf)
-                if found is not None:
-                    where[leaf] = found[0]
-                else:
-                    where[leaf] = -1
-                    fresh.append(entry)
-            for entry, index in zip(fresh, self.log.append_many(fresh), strict=True):
-                where[leaf_hash(entry)] = index
+        where: dict[bytes, int] = {}
+        fresh: list[bytes] = []
+        for leaf, entry in zip(leaves, entries, strict=True):
+            if leaf in where:
+                continue
+            found = self.log.find(leaf)
+            if found is not None:
+                where[leaf] = found[0]
+            else:
+                where[leaf] = -1
+                fresh.append(entry)
+        for entry, index in zip(fresh, self.log.append_many(fresh), strict=True):
+            where[leaf_hash(entry)] = index
         return [(leaf, where[leaf]) for leaf in leaves]
 
     def prove(self, from_size: int, receipts: Mapping[bytes, int]) -> HeadProof:
         """The newest signed head (signed now if entries were added since the last),
         consistent with a node's ``from_size``, with inclusion proofs for those of the
         node's ``receipts`` (leaf hash -> index) that the head covers."""
-        with self._head_lock:
-            head = self._head
-            if head is None or head.size != self.log.size:
-                head = self._head = self.log.sign_head()
+        head = self.log.current_head()
         try:
             consistency = tuple(self.log.consistency_proof(from_size, head.size))
         except ValueError:  # the node saw more than this log holds: it will say so
@@ -176,9 +158,9 @@ class AuditTrail:
         return HeadProof(head, self.log.public_key, from_size, consistency, inclusions)
 
     def seal(self) -> None:
-        """Sign a tree head over everything recorded so far."""
+        """Sign a tree head over everything recorded so far (unless one already is)."""
         try:
-            self.log.sign_head()
+            self.log.current_head()
         except Exception:  # pragma: no cover
             log.exception("could not sign an audit tree head")
 
@@ -188,7 +170,5 @@ class AuditTrail:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join(timeout=30)
-        head = self.log.latest_head()
-        if head is None or head.size != self.log.size:
-            self.seal()
+        self.seal()
         self.log.close()

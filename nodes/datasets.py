@@ -16,6 +16,8 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import duckdb
 
@@ -25,6 +27,8 @@ from federation.schema import Column, ColumnType, DatasetSchema
 from nodes.config import DatasetConfig, SourceFormat
 
 __all__ = ["LocalData"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,7 @@ class LocalData:
         self._datasets = {d.schema.name: d for d in datasets}
         self._index = {d.schema.name: i for i, d in enumerate(datasets)}
         self._versions: dict[str, tuple[int, int]] = {}
-        self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
-        self._counts: dict[str, tuple[tuple[int, int], int]] = {}
+        self._derived: dict[tuple[str, str], tuple[tuple[int, int], object]] = {}
         for i, dataset in enumerate(datasets):
             self._open(dataset, i)
 
@@ -109,35 +112,42 @@ class LocalData:
         dataset = self._datasets.get(name)
         if dataset is None:
             return ""
-        stamp = _version(dataset)
-        cached = self._hashes.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        digest = hashlib.sha256()
-        try:
-            with dataset.source.open("rb") as source:
-                while chunk := source.read(1 << 20):
-                    digest.update(chunk)
-        except OSError:
-            return ""
-        self._hashes[name] = (stamp, digest.hexdigest())
-        return digest.hexdigest()
+
+        def digest() -> str:
+            sha = hashlib.sha256()
+            try:
+                with dataset.source.open("rb") as source:
+                    while chunk := source.read(1 << 20):
+                        sha.update(chunk)
+            except OSError:
+                return ""
+            return sha.hexdigest()
+
+        return self._per_source(name, "sha256", digest)
 
     def row_count(self, name: str) -> int:
         """The rows of dataset ``name`` as served now (cached until its source changes)."""
+
+        def count() -> int:
+            cursor = self.cursor()
+            try:
+                row = cursor.execute(f"SELECT COUNT(*) FROM {self.relation(name)}").fetchone()
+            finally:
+                cursor.close()
+            return int(row[0]) if row is not None else 0
+
+        return self._per_source(name, "rows", count)
+
+    def _per_source(self, name: str, what: str, compute: Callable[[], _T]) -> _T:
+        """``compute()``, cached per dataset until its source file changes."""
         dataset = self._datasets.get(name)
         stamp = _version(dataset) if dataset is not None else (-1, -1)
-        cached = self._counts.get(name)
+        cached = self._derived.get((name, what))
         if cached is not None and cached[0] == stamp:
-            return cached[1]
-        cursor = self.cursor()
-        try:
-            row = cursor.execute(f"SELECT COUNT(*) FROM {self.relation(name)}").fetchone()
-        finally:
-            cursor.close()
-        count = int(row[0]) if row is not None else 0
-        self._counts[name] = (stamp, count)
-        return count
+            return cast(_T, cached[1])
+        value = compute()
+        self._derived[(name, what)] = (stamp, value)
+        return value
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for one task (DuckDB cursors may run concurrently)."""

@@ -78,6 +78,14 @@ class AuditLog:
         self._db.execute("CREATE INDEX IF NOT EXISTS entries_by_leaf ON entries (leaf)")
         self._tree = MerkleTree()
         self._rebuild()
+        row = self._db.execute(
+            "SELECT size, timestamp_ms, root, signature FROM heads ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        self._latest: SignedTreeHead | None = (
+            None
+            if row is None
+            else SignedTreeHead(int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]))
+        )
 
     @property
     def public_key(self) -> bytes:
@@ -147,12 +155,15 @@ class AuditLog:
 
     def latest_head(self) -> SignedTreeHead | None:
         """The largest signed head, or ``None`` before the first."""
-        row = self._db.execute(
-            "SELECT size, timestamp_ms, root, signature FROM heads ORDER BY size DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return None
-        return SignedTreeHead(int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3]))
+        return self._latest
+
+    def current_head(self) -> SignedTreeHead:
+        """The newest signed head, signing one first if entries came after it."""
+        with self._lock:
+            head = self._latest
+            if head is not None and head.size == self._tree.size:
+                return head
+        return self.sign_head()
 
     def sign_head(self) -> SignedTreeHead:
         """Sign (and keep) a head for the current size."""
@@ -165,7 +176,8 @@ class AuditLog:
                 "VALUES (?, ?, ?, ?)",
                 (size, timestamp_ms, root, signature),
             )
-            return SignedTreeHead(size, timestamp_ms, root, signature)
+            self._latest = SignedTreeHead(size, timestamp_ms, root, signature)
+            return self._latest
 
     def heads(self) -> list[SignedTreeHead]:
         """Every signed head, by size."""

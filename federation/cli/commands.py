@@ -11,11 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+from federation.cli.options import security_from_args
 from federation.dp.report import ANONYMOUS
 from federation.errors import ConfigError
 from federation.messages import JobProgress, JobStatus
 from federation.render import render_csv, render_json, render_table
-from federation.sdk.client import Client, connect
+from federation.sdk.client import Client
 from federation.sdk.result import QueryResult
 from federation.table import ResultTable
 
@@ -56,20 +57,8 @@ def _wait_for_signal(done: threading.Event | None = None) -> None:
 
 def _connect(args: argparse.Namespace, analyst: str = ANONYMOUS) -> Client:
     """An analyst connection from ``--coordinator``, ``--credentials`` / ``--insecure``."""
-    if args.insecure and args.credentials:
-        raise ConfigError("pass --credentials or --insecure, not both")
-    if not args.insecure and not args.credentials:
-        raise ConfigError(
-            "pass --credentials DIR (this analyst's certificate from `federation pki issue "
-            "analyst NAME`; or set $FEDERATION_CREDENTIALS), or --insecure for a local "
-            "plaintext simulation"
-        )
-    return connect(
-        args.coordinator,
-        credentials=None if args.insecure else args.credentials,
-        insecure=args.insecure,
-        analyst=analyst,
-    )
+    security = security_from_args(args, "this analyst client")
+    return Client(args.coordinator, security=security, analyst=analyst)
 
 
 def _print_table(table: ResultTable, fmt: str, **meta: object) -> None:
@@ -99,20 +88,10 @@ def coordinator_serve(args: argparse.Namespace) -> int:
         ),
     )
     from federation.transport.access import RateLimit
-    from federation.transport.security import TransportSecurity
 
-    if args.insecure == bool(args.credentials):
-        raise ConfigError(
-            "coordinator serve needs --credentials DIR (its certificate from `federation pki "
-            "issue coordinator HOST`, for mutual TLS) or --insecure (plaintext, local "
-            "simulations only); not both"
-        )
-    if args.insecure:
-        security = TransportSecurity.insecure("the coordinator")
-    else:
-        if args.crl is None:
-            _err("warning: no --crl: revoked certificates will not be refused")
-        security = TransportSecurity.mutual_tls(args.credentials, crl=args.crl)
+    security = security_from_args(args, "the coordinator", crl=args.crl)
+    if security.secure and args.crl is None:
+        _err("warning: no --crl: revoked certificates will not be refused")
     coordinator = Coordinator(settings)
     server = coordinator.serve(
         args.host, args.port, security=security, rate=RateLimit(args.rate, args.rate * 4)

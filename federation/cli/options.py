@@ -27,8 +27,11 @@ def add_security_args(p: argparse.ArgumentParser, whose: str) -> None:
     )
 
 
-def security_from_args(args: argparse.Namespace, who: str) -> TransportSecurity:
-    """Mutual TLS with ``--credentials``, or plaintext with ``--insecure`` (one of them).
+def security_from_args(
+    args: argparse.Namespace, who: str, *, crl: str | None = None
+) -> TransportSecurity:
+    """Mutual TLS with ``--credentials`` (and the CA's ``crl``, for a server), or
+    plaintext with ``--insecure`` (one of them).
 
     Raises:
         ConfigError: Neither or both.
@@ -42,4 +45,4 @@ def security_from_args(args: argparse.Namespace, who: str) -> TransportSecurity:
             "pass --credentials DIR (a certificate from `federation pki issue`; or set "
             "$FEDERATION_CREDENTIALS), or --insecure for a local plaintext simulation"
         )
-    return TransportSecurity.mutual_tls(args.credentials)
+    return TransportSecurity.mutual_tls(args.credentials, crl=crl)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,8 +36,6 @@ SCHEMA = fed.DatasetSchema(
     ),
 )
 SQL = "SELECT g, COUNT(*) AS n, AVG(x) AS m FROM t GROUP BY g"
-FLUSH: list[Callable[[], None]] = [lambda: None]
-"""Waits until the running coordinator has appended every receipt it was sent."""
 
 
 def _configs(tmp_path: Path, nodes: int = 3) -> list[NodeConfig]:
@@ -61,7 +59,7 @@ def _configs(tmp_path: Path, nodes: int = 3) -> list[NodeConfig]:
 @contextmanager
 def _federation(
     db: Path, configs: list[NodeConfig]
-) -> Iterator[tuple[fed.Client, list[NodeAgent]]]:
+) -> Iterator[tuple[fed.Client, list[NodeAgent], Coordinator]]:
     """A coordinator on ``db`` and the nodes, all over mutual TLS from one local CA."""
     pki = LocalPKI(db.parent / "pki", insecure=False)
     coordinator = Coordinator(
@@ -86,8 +84,7 @@ def _federation(
         for a in agents:
             assert a.registered.wait(10)
         with fed.connect(server.address, credentials=pki.path(Role.ANALYST, "ana")) as client:
-            FLUSH[0] = coordinator.store.audit.flush
-            yield client, agents
+            yield client, agents, coordinator
     finally:
         for a in agents:
             a.stop()
@@ -104,11 +101,11 @@ def test_every_task_leaves_a_signed_receipt_that_the_coordinator_proves_included
 ) -> None:
     configs = _configs(tmp_path)
     db = tmp_path / "coordinator.db"
-    with _federation(db, configs) as (client, agents):
+    with _federation(db, configs) as (client, agents, coordinator):
         jobs = [client.query(SQL).job_id for _ in range(3)]
         keys = {a.config.name: a.audit.public_key for a in agents}
         # every node's last receipt is proven by the next task it gets
-        FLUSH[0]()
+        coordinator.store.audit.flush()  # every receipt so far is in the log
         client.query("SELECT COUNT(*) FROM t")
         for agent in agents:
             assert agent.audit.failure is None
@@ -159,11 +156,11 @@ def test_a_rewritten_or_rolled_back_coordinator_log_stops_every_node(
 ) -> None:
     configs = _configs(tmp_path)
     db = tmp_path / "coordinator.db"
-    with _federation(db, configs) as (client, _):
+    with _federation(db, configs) as (client, _, _):
         client.query(SQL)
         client.query(SQL)
     _rewrite(db, how)
-    with _federation(db, configs) as (client, agents):
+    with _federation(db, configs) as (client, agents, _):
         with pytest.raises(fed.FederationError) as failure:
             client.query(SQL)
         assert "audit log" in str(failure.value)
@@ -182,7 +179,7 @@ def test_audit_show_prints_a_jobs_lineage_from_the_log(
 
     configs = _configs(tmp_path)
     db = tmp_path / "coordinator.db"
-    with _federation(db, configs) as (client, _):
+    with _federation(db, configs) as (client, _, _):
         job = client.query(SQL).job_id
         other = client.query("SELECT COUNT(*) FROM t").job_id
     capsys.readouterr()
