@@ -21,7 +21,9 @@ from coordinator.store import NodeRow, Store
 from federation.dp.report import BudgetSpend
 from federation.errors import (
     ConfigError,
+    FederationError,
     SchemaMismatchError,
+    SessionReplacedError,
     TooFewParticipantsError,
     UnknownDatasetError,
 )
@@ -168,8 +170,14 @@ class Directory:
             old = self._sessions.get(name)
             self._sessions[name] = session
         if old is not None:
-            log.warning("node %s reconnected; closing its previous stream", name)
-            self._go_offline(old)
+            log.warning("node %s registered again from %s; closing its older stream", name, peer)
+            self._go_offline(
+                old,
+                SessionReplacedError(
+                    f"node {name!r} registered again from {peer}; the coordinator closed "
+                    "this older stream (two agents must not serve as one node)"
+                ),
+            )
         log.info("node %s registered from %s serving %s", name, peer, sorted(datasets))
         return session
 
@@ -182,9 +190,9 @@ class Directory:
             log.info("node %s disconnected", session.name)
             self._go_offline(session)
 
-    def _go_offline(self, session: NodeSession) -> None:
+    def _go_offline(self, session: NodeSession, error: FederationError | None = None) -> None:
         session.online = False
-        session.outbox.close()
+        session.outbox.close(error)
         for listener in self._detach_listeners:
             listener(session)
 

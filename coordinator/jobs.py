@@ -46,7 +46,7 @@ from federation.messages import (
 )
 from federation.protocols.he.registry import scheme
 from federation.protocols.secagg import make_params
-from federation.query import BoundQuery, bind_query, finalize, parse_query
+from federation.query import BoundQuery, bind_sql, finalize, parse_sql
 
 __all__ = ["JobManager", "JobSettings"]
 
@@ -139,9 +139,9 @@ class JobManager:
                 self._running.pop(job.job_id, None)
 
     def _run(self, job: _Job, request: QueryRequest, submitted: float) -> None:
-        parsed = parse_query(request.sql)
+        parsed = parse_sql(request.sql)
         schema, sessions = self._directory.plan_targets(parsed.dataset, self._settings.min_nodes)
-        bound = bind_query(parsed, schema)
+        bound = bind_sql(request.sql, schema)
         if request.dp is not None:
             dp_fields(bound)  # a query DP cannot answer fails before any node is asked
         if request.protocol.homomorphic:

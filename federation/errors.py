@@ -31,7 +31,8 @@ changes meaning) and a gRPC status that the transport edge maps it to::
     ├── AuditIntegrityError               audit_integrity       DATA_LOSS
     ├── CertificateError                  invalid_certificate   UNAUTHENTICATED
     ├── AccessDeniedError                 access_denied         PERMISSION_DENIED
-    └── RateLimitError                    rate_limited          RESOURCE_EXHAUSTED
+    ├── RateLimitError                    rate_limited          RESOURCE_EXHAUSTED
+    └── SessionReplacedError              session_replaced      ALREADY_EXISTS
 
 Messages say what was expected, what was found and how to fix it. They never
 contain row values, ciphertexts, shares or keys: they may be logged and sent to
@@ -62,6 +63,7 @@ __all__ = [
     "RateLimitError",
     "RoundDeadlineError",
     "SchemaMismatchError",
+    "SessionReplacedError",
     "TooFewParticipantsError",
     "UnknownColumnError",
     "UnknownDatasetError",
@@ -271,3 +273,10 @@ class RateLimitError(FederationError):
     """The caller made more calls than its rate limit allows; retry later."""
 
     code = "rate_limited"
+
+
+class SessionReplacedError(FederationError):
+    """Another agent registered under this node's name: the coordinator closed this,
+    the older, stream (two agents must not serve as one node)."""
+
+    code = "session_replaced"

@@ -20,6 +20,8 @@ from federation.errors import (
     ConfigError,
     CoordinatorUnavailableError,
     FederationError,
+    RateLimitError,
+    SessionReplacedError,
 )
 from federation.messages import (
     AuditReceipt,
@@ -151,7 +153,9 @@ class NodeAgent:
                         audit_pending=audit_pending,
                     )
                 )
-            except CoordinatorUnavailableError as exc:
+            except (CoordinatorUnavailableError, RateLimitError) as exc:
+                # Both pass: the coordinator comes back, the rate limit refills. Any other
+                # refusal (identity, schema conflict) needs the operator: give up.
                 log.warning("node %s: %s; retrying in %.1f s", self.config.name, exc.message, delay)
                 link.close()
                 if not self._reconnect or self._stop.wait(delay):
@@ -215,7 +219,12 @@ class NodeAgent:
             if message is None:
                 continue
             if isinstance(message, LinkClosed):
-                if not self._stop.is_set():
+                if isinstance(message.error, SessionReplacedError):
+                    # Another agent serves under this name now: reconnecting would
+                    # only take the name back and forth. The newer one stays.
+                    log.error("node %s: %s; stopping", self.config.name, message.error.message)
+                    self._stop.set()
+                elif not self._stop.is_set():
                     log.warning(
                         "node %s: stream ended: %s", self.config.name, message.error.message
                     )

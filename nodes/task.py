@@ -48,7 +48,7 @@ from federation.protocols.secagg import (
     ShareDelivery,
     UnmaskRequest,
 )
-from federation.query import BoundQuery, bind_query, compute_local, parse_query
+from federation.query import BoundQuery, bind_sql, compute_local
 from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
@@ -111,7 +111,7 @@ def bind_assignment(assignment: TaskAssignment, data: LocalData, vector_length: 
     schema = data.schema(assignment.dataset)
     if schema is None:
         raise SchemaMismatchError(f"this node does not serve dataset {assignment.dataset!r}")
-    bound = bind_query(parse_query(assignment.sql), schema)
+    bound = bind_sql(assignment.sql, schema)
     if bound.dataset != assignment.dataset:
         raise SchemaMismatchError("the task's SQL names a different dataset than the task")
     if bound.fingerprint != assignment.fingerprint:

@@ -124,6 +124,7 @@ Numeric guarantees (see :mod:`federation.encoding` for the formats):
 """
 
 from federation.query.bind import BoundOrder, BoundQuery, OutputColumn, bind_query
+from federation.query.cache import bind_sql, parse_sql
 from federation.query.finalize import finalize
 from federation.query.layout import FieldKind, VectorField, VectorLayout
 from federation.query.local import compute_local, local_sql
@@ -151,8 +152,10 @@ __all__ = [
     "VectorField",
     "VectorLayout",
     "bind_query",
+    "bind_sql",
     "compute_local",
     "finalize",
     "local_sql",
     "parse_query",
+    "parse_sql",
 ]

@@ -17,7 +17,7 @@ from federation.errors import ProtocolError
 from federation.messages import EncryptedJobResult, Protocol
 from federation.protocols.he import HESecretKey, SumSpec
 from federation.protocols.he.registry import generate_secret_key
-from federation.query import bind_query, finalize, parse_query
+from federation.query import bind_sql, finalize
 from federation.table import ResultTable
 
 __all__ = ["KeyRing", "open_result"]
@@ -48,7 +48,7 @@ def open_result(
 ) -> ResultTable:
     """Decrypt a homomorphic job's result and finalize the query's table (for a DP
     query, after making the noisy counts consistent: post-processing)."""
-    bound = bind_query(parse_query(sql), result.schema)
+    bound = bind_sql(sql, result.schema)
     if bound.fingerprint != result.fingerprint or bound.vector_length != result.length:
         raise ProtocolError(
             "the released result is not for this query: its computation differs from the one "

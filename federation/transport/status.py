@@ -56,6 +56,7 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     errors.CertificateError.code: _S.UNAUTHENTICATED,
     errors.AccessDeniedError.code: _S.PERMISSION_DENIED,
     errors.RateLimitError.code: _S.RESOURCE_EXHAUSTED,
+    errors.SessionReplacedError.code: _S.ALREADY_EXISTS,
 }
 
 _CLASS_BY_STATUS: dict[grpc.StatusCode, type[errors.FederationError]] = {

@@ -32,10 +32,13 @@ from federation.errors import (
 )
 from federation.messages import QueryRequest
 from federation.pki import Role, init_ca, issue, revoke
+from federation.schema import Column, ColumnType, DatasetSchema
 from federation.simulation import LocalPKI
 from federation.transport.access import RateLimit
 from federation.transport.server import with_analyst
 from federation.v1 import node_pb2, node_pb2_grpc
+from nodes.agent import NodeAgent
+from nodes.config import DatasetConfig, NodeConfig, SourceFormat
 
 PARTS = [
     pd.DataFrame({"g": np.random.default_rng(i).choice(["a", "b"], 30), "x": np.arange(30.0)})
@@ -191,6 +194,73 @@ def test_each_identity_has_a_rate_limit(tmp_path: Path) -> None:
         with fed.connect(server.address, credentials=pki.path(Role.ANALYST, "calm")) as calm:
             assert calm.datasets() == []  # another identity has its own bucket
     finally:
+        coordinator.close()
+
+
+def _agent(tmp_path: Path, address: str, credentials: Path) -> NodeAgent:
+    """Node ``n0`` serving the first partition as ``t``, over mutual TLS."""
+    tmp_path.mkdir(exist_ok=True)
+    source = tmp_path / "t.csv"
+    PARTS[0].to_csv(source, index=False)
+    g = Column("g", ColumnType.CATEGORICAL, domain=("a", "b"))
+    schema = DatasetSchema("t", (g, Column("x", ColumnType.DOUBLE)))
+    config = NodeConfig(
+        "n0", address, (DatasetConfig(schema, source, SourceFormat.CSV),), credentials=credentials
+    )
+    return NodeAgent(config)
+
+
+def test_a_node_over_its_rate_limit_at_registration_retries(tmp_path: Path) -> None:
+    """A refill, unlike a refusal, passes: the agent retries instead of giving up."""
+    pki = LocalPKI(tmp_path / "pki", insecure=False)
+    coordinator = Coordinator(CoordinatorSettings(database=":memory:", jobs=JobSettings(5.0)))
+    agent: NodeAgent | None = None
+    try:
+        server = coordinator.serve(security=pki.coordinator(), rate=RateLimit(2.0, 1))
+        credentials = pki.path(Role.NODE, "n0")
+        security = fed.connect(server.address, credentials=credentials).security
+        channel = security.channel(server.address, [])
+        stub = node_pb2_grpc.NodeServiceStub(channel)
+        hello = node_pb2.NodeMessage(register=node_pb2.Register(node_name="n0"))
+        with pytest.raises(grpc.RpcError):  # spends n0's one token (and is refused)
+            next(iter(stub.Connect(iter([hello]), timeout=5)))
+        channel.close()
+        agent = _agent(tmp_path, server.address, credentials)
+        agent.start()  # its first Connect is over the rate: refused, retried 0.5 s later
+        assert agent.registered.wait(10)
+        assert not agent.dead.is_set()
+        assert [n.name for n in coordinator.list_nodes() if n.online] == ["n0"]
+    finally:
+        if agent is not None:
+            agent.stop()
+        coordinator.close()
+
+
+def test_a_second_agent_under_one_name_takes_over_and_the_first_stops(tmp_path: Path) -> None:
+    """The older stream is closed with the reason; its agent stops instead of taking
+    the name back (which would make the two flap for ever)."""
+    pki = LocalPKI(tmp_path / "pki", insecure=False)
+    coordinator = Coordinator(CoordinatorSettings(database=":memory:", jobs=JobSettings(5.0)))
+    agents: list[NodeAgent] = []
+    try:
+        server = coordinator.serve(security=pki.coordinator())
+        credentials = pki.path(Role.NODE, "n0")
+        first = _agent(tmp_path / "first", server.address, credentials)
+        agents.append(first)
+        first.start()
+        assert first.registered.wait(10)
+        second = _agent(tmp_path / "second", server.address, credentials)
+        agents.append(second)
+        second.start()
+        assert second.registered.wait(10)
+        assert first.dead.wait(10)  # told it was replaced: stopped, did not reconnect
+        assert not second.dead.is_set()
+        assert [n.name for n in coordinator.list_nodes() if n.online] == ["n0"]
+        with fed.connect(server.address, credentials=pki.path(Role.ANALYST, "a")) as analyst:
+            assert analyst.datasets()[0].node_count == 1
+    finally:
+        for agent in agents:
+            agent.stop()
         coordinator.close()
 
 

@@ -9,12 +9,13 @@ from coordinator.store import Store
 from federation.errors import (
     ConfigError,
     SchemaMismatchError,
+    SessionReplacedError,
     TooFewParticipantsError,
     UnknownDatasetError,
 )
 from federation.messages import DatasetStatus, Registration
 from federation.schema import Column, ColumnType, DatasetSchema
-from federation.transport.backend import QueueOutbox
+from federation.transport.backend import OutboxClosed, QueueOutbox
 
 A = DatasetSchema("t", (Column("x", ColumnType.DOUBLE),))
 B = DatasetSchema("t", (Column("x", ColumnType.INTEGER),))
@@ -76,6 +77,10 @@ def test_reconnect_replaces_the_old_session_and_closes_it() -> None:
     new = d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
     assert not old.online
     assert old_box.closed
+    end = old_box.get(0)
+    assert isinstance(end, OutboxClosed)
+    assert isinstance(end.error, SessionReplacedError)  # the old stream is told why
+    assert "registered again" in end.error.message
     assert d.online_sessions() == [new]
     d.detach(old)  # a late detach of the old stream does not remove the new one
     assert d.online_sessions() == [new]
