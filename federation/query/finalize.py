@@ -48,7 +48,8 @@ import numpy.typing as npt
 
 from federation.encoding import DIGIT_BITS, MAX_NODES, MAX_ROWS_PER_NODE
 from federation.errors import ProtocolError
-from federation.query.bind import BoundOrder, BoundQuery, pair_keys, product_fields
+from federation.query.bind import BoundOrder, BoundQuery
+from federation.query.bind_aggregates import pair_keys, product_fields
 from federation.query.layout import FieldKind, VectorLayout
 from federation.query.outputs import (
     Aggregate,
@@ -280,7 +281,7 @@ def _to_cell(value: Value, kind: ColumnKind) -> Cell:
     if value is None or isinstance(value, bool | str):
         return value
     if kind is ColumnKind.INTEGER:
-        return int(value)  # integral by construction (see bind._integral)
+        return int(value)  # integral by construction (see bind_clauses._integral)
     return float(value)
 
 
