@@ -3,7 +3,7 @@ against DuckDB running the same query on the pooled data, in the same run.
 
     python benchmarks/e2e_bench.py [--nodes 10] [--rows 1000000] [--groups 10] [--repeat 5]
                                    [--isolation process|thread]
-                                   [--protocols secagg,paillier,ckks] [--insecure]
+                                   [--protocols secagg,paillier,ckks] [--insecure] [--cpu]
 
 Both sides read the same Parquet files: each node its own, the pooled baseline
 all of them. The federation runs as deployed: mutual TLS from its own CA, the actively
@@ -15,6 +15,13 @@ cores. Prints medians and the ratio federated / pooled (target: under 3x) for ea
 protocol, side by side: ``secagg`` (SecAgg+ masks), ``paillier`` (2048-bit key) and
 ``ckks`` (the analyst's keys are made once, before timing, as an analyst's session
 would).
+
+``--cpu`` (Linux, process isolation) also prints the CPU time each process spent per
+federated query, from ``/proc``: the mean over the node agents, and the coordinator
+together with the analyst SDK (this process). On a machine with fewer cores than
+processes the query is CPU-bound, and ``(nodes x node CPU + coordinator CPU) / cores``
+predicts its wall time; the CPU figures move less with the machine's noise than the
+wall times do. Run it with ``--rows 1000`` to see the fixed cost of a job.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -48,6 +55,11 @@ def main() -> None:
         action="store_true",
         help="plaintext gRPC and unsigned SecAgg+ (default: mutual TLS, the actively "
         "secure variant), to see what identities cost",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="also print each process's CPU time per query (Linux, --isolation process)",
     )
     args = parser.parse_args()
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
@@ -88,11 +100,16 @@ def main() -> None:
         print(f"{'pooled DuckDB':<22} median {mp * 1e3:8.1f} ms")
         for protocol in protocols:
             client.query(SQL, protocol=protocol)  # warm: channels, keys, node-side tables
+            cpu: dict[int, float] = {}
             t_fed = []
             for _ in range(args.repeat):
+                cpu_before = _process_cpu() if args.cpu else {}
                 t = time.perf_counter()
                 fed_rows = client.query(SQL, protocol=protocol).rows
                 t_fed.append(time.perf_counter() - t)
+                for pid, seconds in (_process_cpu() if args.cpu else {}).items():
+                    if pid in cpu_before:
+                        cpu[pid] = cpu.get(pid, 0.0) + seconds - cpu_before[pid]
                 t_pooled.append(_timed(pooled))  # interleaved: both see the same machine
             mp = statistics.median(t_pooled)
             mf = statistics.median(t_fed)
@@ -101,6 +118,45 @@ def main() -> None:
                 f"{'federated (' + protocol + ')':<22} median {mf * 1e3:8.1f} ms   "
                 f"ratio {mf / mp:5.2f}x (target < 3x)   max rel. diff vs pooled {worst:.1e}"
             )
+            if args.cpu:
+                _print_cpu(cpu, args.repeat)
+
+
+def _process_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of this process and of each of its children (the
+    node agents); the kernel counts in clock ticks (10 ms), so average many queries."""
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    out: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == me or ppid == me:
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _print_cpu(spent: dict[int, float], queries: int) -> None:
+    """Per query: the node agents' mean CPU, and this process's (coordinator + SDK)."""
+    me = os.getpid()
+    nodes = [seconds for pid, seconds in spent.items() if pid != me]
+    if not nodes:
+        print("  (--cpu needs --isolation process on Linux)")
+        return
+    node = statistics.mean(nodes) / queries
+    coordinator = spent.get(me, 0.0) / queries
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU per query: node {node * 1e3:.1f} ms each ({len(nodes)} nodes), "
+        f"coordinator + analyst {coordinator * 1e3:.1f} ms; "
+        f"(nodes x node + coordinator) / {cores} cores = "
+        f"{(len(nodes) * node + coordinator) / cores * 1e3:.0f} ms"
+    )
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -110,7 +166,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def _worst_difference(
-    pooled: list[tuple[object, ...]], federated: list[tuple[object, ...]]
+    pooled: Sequence[tuple[object, ...]], federated: Sequence[tuple[object, ...]]
 ) -> float:
     worst = 0.0
     for p, f in zip(pooled, federated, strict=True):
