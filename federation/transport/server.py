@@ -48,13 +48,9 @@ from federation.transport.serde import (
     result_chunks,
     table_header_to_proto,
 )
+from federation.transport.serde_chunks import ChunkReassembler, chunk_bytes
 from federation.transport.serde_dp import dp_params_from_proto, privacy_report_to_proto
-from federation.transport.serde_node import (
-    ChunkReassembler,
-    chunk_bytes,
-    coordinator_message_to_proto,
-    node_message_from_proto,
-)
+from federation.transport.serde_node import coordinator_message_to_proto, node_message_from_proto
 from federation.transport.status import abort_with, error_boundary
 from federation.v1 import analyst_pb2, analyst_pb2_grpc, node_pb2, node_pb2_grpc
 

@@ -3,7 +3,7 @@
 Parties are numbered by their *slot* in the job (``0 .. n-1``); the coordinator
 maps slots to node identities. A message addressed to a node carries
 ``recipient``; a message from a node carries ``sender``. The transport layer
-converts these to and from the wire (``federation.transport.serde``).
+converts these to and from the wire (``federation.transport.serde_secagg``).
 
 Rounds, after Bonawitz et al. 2017 with the SecAgg+ neighbour graph of Bell et
 al. 2020::
