@@ -26,6 +26,7 @@ from federation.errors import (
     SessionReplacedError,
     TooFewParticipantsError,
     UnknownDatasetError,
+    UnknownNodeError,
 )
 from federation.messages import (
     PROTOCOL_VERSION,
@@ -223,6 +224,31 @@ class Directory:
             log.warning("node %s missed its heartbeats; marking it offline", s.name)
             self._go_offline(s)
         return [s.name for s in stale]
+
+    def forget(self, name: str, by: str) -> None:
+        """Remove an offline node from the directory and the store (its jobs stay on
+        record); ``by`` names who asked, for the audit trail.
+
+        Raises:
+            UnknownNodeError: No node of that name is known.
+            ConfigError: The node is online (stop its agent, or revoke its
+                certificate, first).
+        """
+        with self._lock:
+            if name in self._sessions:
+                raise ConfigError(
+                    f"node {name!r} is online; stop its agent (or revoke its certificate) "
+                    "before removing it from the directory"
+                )
+            if self._known.pop(name, None) is None:
+                raise UnknownNodeError(
+                    f"no node named {name!r} is in the directory; known nodes: "
+                    f"{sorted(self._known)}"
+                )
+            for key in [k for k in self._budgets if k[0] == name]:
+                del self._budgets[key]
+        self._store.forget_node(name, by)
+        log.info("node %s removed from the directory by %s", name, by)
 
     def _rows(self) -> list[NodeRow]:
         with self._lock:

@@ -102,6 +102,10 @@ class Coordinator:
         """Run a query as a job."""
         return self.jobs.submit(request)
 
+    def forget_node(self, name: str, by: str) -> None:
+        """Remove an offline node from the directory (``by``: who asked)."""
+        self.directory.forget(name, by)
+
     def get_job(self, job_id: str) -> JobRecord:
         """A recorded job."""
         return self.store.job(job_id)

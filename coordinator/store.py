@@ -216,6 +216,22 @@ class Store:
             ],
         )
 
+    def forget_node(self, name: str, by: str) -> bool:
+        """Delete a node and the schemas it registered (its jobs stay on record);
+        the audit trail records who did. False when no such node was recorded."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM node_datasets WHERE node_name = ?", (name,))
+                found = self._db.execute("DELETE FROM nodes WHERE name = ?", (name,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if found:
+            self.audit.record("node_forgotten", node=name, by=by)
+        return bool(found)
+
     def touch_node(self, name: str, when: float) -> None:
         """Record that a node was seen alive."""
         self._write("UPDATE nodes SET last_seen = ? WHERE name = ?", (when, name))

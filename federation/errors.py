@@ -26,6 +26,7 @@ changes meaning) and a gRPC status that the transport edge maps it to::
     │   └── ApprovalExpiredError          approval_expired      DEADLINE_EXCEEDED
     ├── MessageTooLargeError              message_too_large     RESOURCE_EXHAUSTED
     ├── UnknownJobError                   unknown_job           NOT_FOUND
+    ├── UnknownNodeError                  unknown_node          NOT_FOUND
     ├── CoordinatorUnavailableError       unavailable           UNAVAILABLE
     ├── WeakParametersError               weak_parameters       FAILED_PRECONDITION
     ├── AuditIntegrityError               audit_integrity       DATA_LOSS
@@ -68,6 +69,7 @@ __all__ = [
     "UnknownColumnError",
     "UnknownDatasetError",
     "UnknownJobError",
+    "UnknownNodeError",
     "UnsupportedQueryError",
     "ValueOutOfRangeError",
     "WeakParametersError",
@@ -216,6 +218,12 @@ class UnknownJobError(FederationError):
     """No job with that id is recorded."""
 
     code = "unknown_job"
+
+
+class UnknownNodeError(FederationError):
+    """No node of that name is in the directory."""
+
+    code = "unknown_node"
 
 
 class CoordinatorUnavailableError(FederationError):

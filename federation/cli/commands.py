@@ -168,8 +168,12 @@ def datasets(args: argparse.Namespace) -> int:
 
 
 def nodes(args: argparse.Namespace) -> int:
-    """Print the known nodes."""
+    """Print the known nodes (or, with ``--forget``, remove an offline one)."""
     with _connect(args) as client:
+        if args.forget:
+            client.forget_node(args.forget)
+            _out(f"node {args.forget} removed from the directory")
+            return 0
         infos = client.nodes()
     if not infos:
         _out("no nodes registered")

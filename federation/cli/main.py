@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     nodes = sub.add_parser("nodes", help="list known nodes and their liveness")
     _add_coordinator_arg(nodes)
+    nodes.add_argument(
+        "--forget",
+        metavar="NAME",
+        help="remove this offline node from the directory instead (admin credentials)",
+    )
 
     query = sub.add_parser("query", help="run an aggregate SQL query")
     query.add_argument("sql", help='e.g. "SELECT sex, AVG(age) FROM patients GROUP BY sex"')

@@ -103,6 +103,18 @@ class Client:
         """The nodes the coordinator knows and whether they are online."""
         return self._conn.list_nodes()
 
+    def forget_node(self, name: str) -> None:
+        """Remove an offline node from the directory, e.g. a decommissioned one (admin
+        credentials only; the coordinator's audit log records who did). Its jobs stay on
+        record; if it registers again it is a new entry.
+
+        Raises:
+            UnknownNodeError: No node of that name is known.
+            ConfigError: The node is online.
+            AccessDeniedError: These credentials are not an admin's.
+        """
+        self._conn.forget_node(name)
+
     def query(
         self,
         sql: str,

@@ -49,6 +49,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     _ANALYST + "ListNodes": frozenset({Role.ANALYST, Role.AUDITOR, Role.ADMIN}),
     _ANALYST + "SubmitQuery": frozenset({Role.ANALYST}),
     _ANALYST + "GetJob": frozenset({Role.ANALYST, Role.AUDITOR, Role.ADMIN}),
+    _ANALYST + "ForgetNode": frozenset({Role.ADMIN}),
     "/federation.v1.NodeService/Connect": frozenset({Role.NODE}),
     "/federation.v1.AuditService/GetLog": frozenset({Role.AUDITOR, Role.ADMIN}),
 }

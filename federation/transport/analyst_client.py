@@ -118,6 +118,13 @@ class AnalystConnection:
             raise error_from_rpc(exc, target=self.address) from None
         return [node_info_from_proto(n) for n in resp.nodes]
 
+    def forget_node(self, name: str, timeout: float = 30.0) -> None:
+        """Remove an offline node from the directory (admin credentials only)."""
+        try:
+            self._stub.ForgetNode(analyst_pb2.ForgetNodeRequest(node_name=name), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, target=self.address) from None
+
     def get_job(self, job_id: str, timeout: float = 30.0) -> JobRecord:
         """A recorded job."""
         try:

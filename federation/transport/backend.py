@@ -58,6 +58,10 @@ class CoordinatorBackend(Protocol):
     def get_job(self, job_id: str) -> JobRecord:
         """A recorded job; raises UnknownJobError."""
 
+    def forget_node(self, name: str, by: str) -> None:
+        """Remove an offline node from the directory; ``by`` names who asked.
+        Raises UnknownNodeError, or ConfigError while the node is online."""
+
     def attach_node(
         self, registration: Registration, outbox: Outbox, peer: str, certificate: bytes = b""
     ) -> object:

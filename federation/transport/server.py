@@ -118,6 +118,15 @@ class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
         with error_boundary(context, "GetJob"):
             yield from job_record_to_proto(self._backend.get_job(request.job_id))
 
+    def ForgetNode(
+        self, request: analyst_pb2.ForgetNodeRequest, context: grpc.ServicerContext
+    ) -> analyst_pb2.ForgetNodeResponse:
+        with error_boundary(context, "ForgetNode"):
+            identity = caller(context)
+            by = identity.uri if identity is not None else f"plaintext peer {context.peer()}"
+            self._backend.forget_node(request.node_name, by)
+            return analyst_pb2.ForgetNodeResponse()
+
 
 def with_analyst(query: QueryRequest, name: str) -> QueryRequest:
     """The query as asked by the analyst ``name`` (from its certificate): its DP budget

@@ -50,6 +50,7 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     errors.ApprovalExpiredError.code: _S.DEADLINE_EXCEEDED,
     errors.MessageTooLargeError.code: _S.RESOURCE_EXHAUSTED,
     errors.UnknownJobError.code: _S.NOT_FOUND,
+    errors.UnknownNodeError.code: _S.NOT_FOUND,
     errors.CoordinatorUnavailableError.code: _S.UNAVAILABLE,
     errors.WeakParametersError.code: _S.FAILED_PRECONDITION,
     errors.AuditIntegrityError.code: _S.DATA_LOSS,

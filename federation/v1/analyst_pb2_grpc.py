@@ -59,6 +59,11 @@ class AnalystServiceStub:
                 request_serializer=federation_dot_v1_dot_analyst__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=federation_dot_v1_dot_analyst__pb2.JobRecordPart.FromString,
                 _registered_method=True)
+        self.ForgetNode = channel.unary_unary(
+                '/federation.v1.AnalystService/ForgetNode',
+                request_serializer=federation_dot_v1_dot_analyst__pb2.ForgetNodeRequest.SerializeToString,
+                response_deserializer=federation_dot_v1_dot_analyst__pb2.ForgetNodeResponse.FromString,
+                _registered_method=True)
 
 
 class AnalystServiceServicer:
@@ -100,6 +105,13 @@ class AnalystServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetNode(self, request, context):
+        """Remove an offline node from the directory (admin only; recorded in the audit log).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalystServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +139,11 @@ def add_AnalystServiceServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=federation_dot_v1_dot_analyst__pb2.GetJobRequest.FromString,
                     response_serializer=federation_dot_v1_dot_analyst__pb2.JobRecordPart.SerializeToString,
+            ),
+            'ForgetNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetNode,
+                    request_deserializer=federation_dot_v1_dot_analyst__pb2.ForgetNodeRequest.FromString,
+                    response_serializer=federation_dot_v1_dot_analyst__pb2.ForgetNodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +281,33 @@ class AnalystService:
             '/federation.v1.AnalystService/GetJob',
             federation_dot_v1_dot_analyst__pb2.GetJobRequest.SerializeToString,
             federation_dot_v1_dot_analyst__pb2.JobRecordPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/federation.v1.AnalystService/ForgetNode',
+            federation_dot_v1_dot_analyst__pb2.ForgetNodeRequest.SerializeToString,
+            federation_dot_v1_dot_analyst__pb2.ForgetNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

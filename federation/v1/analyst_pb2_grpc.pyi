@@ -43,6 +43,8 @@ class AnalystServiceStub:
     """
     GetJob: _grpc.UnaryStreamMultiCallable[_analyst_pb2.GetJobRequest, _analyst_pb2.JobRecordPart]
     """A recorded job and its outcome: the record, then its result (if any) in chunks."""
+    ForgetNode: _grpc.UnaryUnaryMultiCallable[_analyst_pb2.ForgetNodeRequest, _analyst_pb2.ForgetNodeResponse]
+    """Remove an offline node from the directory (admin only; recorded in the audit log)."""
 
 @_typing.type_check_only
 class AnalystServiceAsyncStub(AnalystServiceStub):
@@ -59,6 +61,8 @@ class AnalystServiceAsyncStub(AnalystServiceStub):
     """
     GetJob: _aio.UnaryStreamMultiCallable[_analyst_pb2.GetJobRequest, _analyst_pb2.JobRecordPart]  # type: ignore[assignment]
     """A recorded job and its outcome: the record, then its result (if any) in chunks."""
+    ForgetNode: _aio.UnaryUnaryMultiCallable[_analyst_pb2.ForgetNodeRequest, _analyst_pb2.ForgetNodeResponse]  # type: ignore[assignment]
+    """Remove an offline node from the directory (admin only; recorded in the audit log)."""
 
 class AnalystServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -102,5 +106,13 @@ class AnalystServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_analyst_pb2.JobRecordPart], _abc.AsyncIterator[_analyst_pb2.JobRecordPart]]:
         """A recorded job and its outcome: the record, then its result (if any) in chunks."""
+
+    @_abc_1.abstractmethod
+    def ForgetNode(
+        self,
+        request: _analyst_pb2.ForgetNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analyst_pb2.ForgetNodeResponse, _abc.Awaitable[_analyst_pb2.ForgetNodeResponse]]:
+        """Remove an offline node from the directory (admin only; recorded in the audit log)."""
 
 def add_AnalystServiceServicer_to_server(servicer: AnalystServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import federation as fed
 from coordinator.jobs import JobSettings
 from coordinator.service import Coordinator, CoordinatorSettings
 from federation.audit.log import read_log
+from federation.cli.main import main
 from federation.dp.report import DPParams
 from federation.errors import (
     AccessDeniedError,
@@ -29,6 +31,7 @@ from federation.errors import (
     ConfigError,
     CoordinatorUnavailableError,
     RateLimitError,
+    UnknownNodeError,
 )
 from federation.messages import QueryRequest
 from federation.pki import Role, init_ca, issue, revoke
@@ -258,6 +261,53 @@ def test_a_second_agent_under_one_name_takes_over_and_the_first_stops(tmp_path: 
         assert [n.name for n in coordinator.list_nodes() if n.online] == ["n0"]
         with fed.connect(server.address, credentials=pki.path(Role.ANALYST, "a")) as analyst:
             assert analyst.datasets()[0].node_count == 1
+    finally:
+        for agent in agents:
+            agent.stop()
+        coordinator.close()
+
+
+def test_an_admin_removes_an_offline_node_from_the_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pki = LocalPKI(tmp_path / "pki", insecure=False)
+    db = tmp_path / "coordinator.db"
+    coordinator = Coordinator(CoordinatorSettings(database=db, jobs=JobSettings(5.0)))
+    agents: list[NodeAgent] = []
+    try:
+        server = coordinator.serve(security=pki.coordinator())
+        agents.append(_agent(tmp_path / "n0", server.address, pki.path(Role.NODE, "n0")))
+        agents[0].start()
+        assert agents[0].registered.wait(10)
+        admin = pki.path(Role.ADMIN, "root")
+        analyst = fed.connect(server.address, credentials=pki.path(Role.ANALYST, "a"))
+        with analyst, pytest.raises(AccessDeniedError, match="may not call ForgetNode"):
+            analyst.forget_node("n0")
+        with fed.connect(server.address, credentials=admin) as root:
+            with pytest.raises(ConfigError, match="'n0' is online"):
+                root.forget_node("n0")
+            with pytest.raises(UnknownNodeError, match=r"'ghost'.*\['n0'\]"):
+                root.forget_node("ghost")
+            agents[0].stop()
+            deadline = time.monotonic() + 10
+            while any(n.online for n in root.nodes()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [(n.name, n.online) for n in root.nodes()] == [("n0", False)]
+            argv = ["nodes", "-c", server.address, "--credentials", str(admin), "--forget", "n0"]
+            assert main(argv) == 0
+            assert "node n0 removed from the directory" in capsys.readouterr().out
+            assert root.nodes() == []
+            assert root.datasets() == []
+        # The removal is on the record, with who asked; the node may come back anew.
+        events = [json.loads(e) for e in read_log(f"{db}.audit")[0]]
+        forgotten = [e for e in events if e["event"] == "node_forgotten"]
+        assert [(e["node"], e["by"]) for e in forgotten] == [
+            ("n0", "federation://simulation/admin/root")
+        ]
+        agents.append(_agent(tmp_path / "n0", server.address, pki.path(Role.NODE, "n0")))
+        agents[1].start()
+        assert agents[1].registered.wait(10)
+        assert [n.name for n in coordinator.list_nodes()] == ["n0"]
     finally:
         for agent in agents:
             agent.stop()

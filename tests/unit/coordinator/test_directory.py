@@ -12,6 +12,7 @@ from federation.errors import (
     SessionReplacedError,
     TooFewParticipantsError,
     UnknownDatasetError,
+    UnknownNodeError,
 )
 from federation.messages import DatasetStatus, Registration
 from federation.schema import Column, ColumnType, DatasetSchema
@@ -68,6 +69,25 @@ def test_unknown_dataset_names_the_known_ones() -> None:
     d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
     with pytest.raises(UnknownDatasetError, match=r"'nope'.*\['t'\]"):
         d.plan_targets("nope", minimum=1)
+
+
+def test_forgetting_an_offline_node_removes_it_and_survives_a_restart() -> None:
+    store = Store(":memory:")
+    d = Directory(store)
+    s1 = d.attach(Registration("n1", (A,)), QueueOutbox(), "p")
+    d.attach(Registration("n2", (B,)), QueueOutbox(), "p")
+    with pytest.raises(ConfigError, match="'n1' is online"):
+        d.forget("n1", "admin")
+    d.detach(s1)
+    with pytest.raises(UnknownNodeError, match="'n3'"):
+        d.forget("n3", "admin")
+    d.forget("n1", "admin")
+    assert [n.name for n in d.nodes()] == ["n2"]
+    [info] = d.datasets()  # n1 no longer counts
+    assert (info.schema, info.node_count, info.status.value) == (B, 1, "ok")
+    assert [n.name for n in Directory(store).nodes()] == ["n2"]  # as the store has it
+    with pytest.raises(UnknownNodeError):
+        d.forget("n1", "admin")
 
 
 def test_reconnect_replaces_the_old_session_and_closes_it() -> None:
