@@ -18,8 +18,8 @@ slot ranges) in one statement, in one of two formulations that give the same int
   bucket; it also counts the checks (value ranges, key bounds), once. One branch per
   chain of disjoint intervals of a column counts the rows with ``lo <= x < hi`` by set
   and inner bucket (a CASE picks each row's interval; the bucket is
-  :func:`~federation.query.groups.bucket_sql`, as in
-  :func:`~federation.query.groups.group_sql`). The rows carry the other keys, the
+  :func:`~federation.query.width_buckets.bucket_sql`, as in
+  :func:`~federation.query.render_group_keys.group_sql`). The rows carry the other keys, the
   set's number and the bucket (:class:`RowReader`).
 
 Measured (DuckDB, one thread, 10**6 rows of 11 double columns, ``COUNT(*)`` per set):
@@ -307,7 +307,7 @@ def _inside(
     """The rows inside a chain of disjoint intervals of one column (same bucket count
     and kind), by set and bucket: a CASE picks each row's set and interval parameters
     (the first interval whose upper bound is above the value), then one bucket
-    expression (:func:`~federation.query.groups.bucket_sql`) applies them. ``shown``:
+    expression (:func:`~federation.query.width_buckets.bucket_sql`) applies them. ``shown``:
     the context key columns (NULL for keys not grouped by); ``counted``: the aggregates."""
     x = run[0].x
     grouped = [k for k in shown if k != "NULL"]

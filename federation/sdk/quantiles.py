@@ -291,7 +291,7 @@ def rank_searches(
     """A search per rank (``tolerances``: rank -> its tolerance) of one column in one
     group, all starting from the hull of their :func:`rank_interval` (each holds its
     rank, so the hull holds all), so that the first round asks one histogram for them
-    all; widened to its :func:`~federation.query.quantiles.dyadic_cover`, whose buckets
+    all; widened to its :func:`~federation.query.quantile_histogram.dyadic_cover`, whose buckets
     the nodes compute exactly (each round then narrows by :data:`BUCKETS` and needs no
     verification round).
     """
@@ -356,8 +356,8 @@ def refine(
 def share_intervals(pending: Sequence[tuple[tuple[str, Group, int], RankSearch]]) -> None:
     """Let searches of one column and group whose intervals overlap or touch ask one
     histogram: each such run of searches asks the hull of their intervals (aligned to
-    exact buckets, :func:`~federation.query.quantiles.dyadic_cover`, where possible), if
-    every one of them allows it (:meth:`~federation.query.quantiles.RankSearch.widen`:
+    exact buckets, :func:`~federation.query.quantile_histogram.dyadic_cover`, where possible), if
+    every one of them allows it (:meth:`~federation.query.rank_search.RankSearch.widen`:
     within its verified interval). Adjacent ranks (``floor(h)`` and ``ceil(h)``) mostly
     fall in one or neighbouring buckets, so they keep sharing."""
     runs: dict[tuple[str, Group], list[RankSearch]] = defaultdict(list)
