@@ -235,7 +235,7 @@ def assert_still_serves(client: fed.Client, channel: grpc.Channel) -> None:
 
 # --- AnalystService -------------------------------------------------------------------
 
-ANALYST_METHODS = ["GetInfo", "ListDatasets", "ListNodes", "SubmitQuery", "GetJob"]
+ANALYST_METHODS = ["GetInfo", "ListDatasets", "ListNodes", "SubmitQuery", "GetJob", "ForgetNode"]
 
 
 @pytest.mark.parametrize("method", ANALYST_METHODS)
