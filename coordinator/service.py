@@ -42,7 +42,11 @@ from federation.messages import (
 from federation.transport.access import RateLimit
 from federation.transport.backend import Outbox
 from federation.transport.security import TransportSecurity
-from federation.transport.server import CoordinatorServer, start_coordinator_server
+from federation.transport.server import (
+    DEFAULT_MAX_CALLS,
+    CoordinatorServer,
+    start_coordinator_server,
+)
 
 __all__ = ["MIN_SILENCE", "Coordinator", "CoordinatorSettings"]
 
@@ -147,16 +151,24 @@ class Coordinator:
         *,
         security: TransportSecurity | None = None,
         rate: RateLimit | None = None,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> CoordinatorServer:
         """Start the gRPC server and the liveness watchdog; returns at once.
 
         ``security``: mutual TLS from the federation's PKI; ``None`` serves plaintext
-        (with a warning), for local tests and simulations only.
+        (with a warning), for local tests and simulations only. ``max_calls``: calls
+        served at once; every connected node holds one.
         """
         if security is None:
             security = TransportSecurity.insecure("the coordinator")
         self._server = start_coordinator_server(
-            self, host, port, security=security, rate=rate, audit=self.store.audit.log
+            self,
+            host,
+            port,
+            security=security,
+            rate=rate,
+            audit=self.store.audit.log,
+            max_calls=max_calls,
         )
         self._watchdog = threading.Thread(
             target=self._watch, name="coordinator-watchdog", daemon=True

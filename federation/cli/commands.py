@@ -94,7 +94,11 @@ def coordinator_serve(args: argparse.Namespace) -> int:
         _err("warning: no --crl: revoked certificates will not be refused")
     coordinator = Coordinator(settings)
     server = coordinator.serve(
-        args.host, args.port, security=security, rate=RateLimit(args.rate, args.rate * 4)
+        args.host,
+        args.port,
+        security=security,
+        rate=RateLimit(args.rate, args.rate * 4),
+        max_calls=args.max_calls,
     )
     how = "mutual TLS" if security.secure else "PLAINTEXT"
     _err(f"coordinator listening on {server.address} ({how}; state: {args.db}); Ctrl-C to stop")

@@ -18,6 +18,7 @@ from federation.cli import audit as audit_cli
 from federation.cli import pki as pki_cli
 from federation.cli.options import add_security_args
 from federation.errors import FederationError
+from federation.transport.server import DEFAULT_MAX_CALLS
 
 __all__ = ["build_parser", "main"]
 
@@ -83,6 +84,13 @@ def _add_coordinator_serve(sub: Any) -> None:
         type=float,
         default=50.0,
         help="calls per second each identity may make, sustained (%(default)s)",
+    )
+    serve.add_argument(
+        "--max-calls",
+        type=int,
+        default=DEFAULT_MAX_CALLS,
+        help="calls served at once; every connected node holds one, analysts share the "
+        "rest (%(default)s)",
     )
 
 

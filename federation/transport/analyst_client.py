@@ -65,8 +65,11 @@ class AnalystConnection:
             resp = self._stub.GetInfo(analyst_pb2.GetInfoRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, target=self.address)
-            if isinstance(error, CoordinatorUnavailableError) and "TLS" in error.message:
-                raise error from None
+            reached = getattr(exc, "code", lambda: None)() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            if isinstance(error, CoordinatorUnavailableError) and (
+                "TLS" in error.message or reached
+            ):
+                raise error from None  # a failed handshake, or a coordinator that is full
             closed = any(w in error.message for w in ("Socket closed", "Connection reset"))
             if isinstance(error, CoordinatorUnavailableError) and closed:
                 raise CoordinatorUnavailableError(

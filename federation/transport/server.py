@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.5
 
+DEFAULT_MAX_CALLS = 1024
+"""Calls a coordinator serves at once by default (one per connected node, the rest
+for analysts)."""
+
 
 class _AnalystServicer(analyst_pb2_grpc.AnalystServiceServicer):
     def __init__(self, backend: CoordinatorBackend) -> None:
@@ -314,12 +318,16 @@ def start_coordinator_server(
     security: TransportSecurity,
     rate: RateLimit | None = None,
     audit: AuditSource | None = None,
-    max_workers: int = 256,
+    max_calls: int = DEFAULT_MAX_CALLS,
 ) -> CoordinatorServer:
     """Serve ``backend`` on ``host:port`` (port 0 picks a free port) and return at once.
 
     With mutual TLS, every RPC first passes :class:`~federation.transport.access.AccessControl`
     (certificate from the CA and not revoked, role, rate); plaintext has no identities.
+    ``max_calls``: calls served at once, each on its own thread. Every connected node
+    holds one for as long as it is connected; analysts' calls take the rest. A call
+    beyond it is refused (``RESOURCE_EXHAUSTED``; the caller is told the coordinator
+    is full, and node agents retry).
     """
     credentials = security.credentials
     interceptors: list[grpc.ServerInterceptor[Any, Any]] = []
@@ -330,9 +338,9 @@ def start_coordinator_server(
     # Innermost: the access checks above run before a request's bytes are judged.
     interceptors.append(MalformedRequestGuard())
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="coordinator-rpc"),
+        futures.ThreadPoolExecutor(max_workers=max_calls, thread_name_prefix="coordinator-rpc"),
         options=server_options(),
-        maximum_concurrent_rpcs=max_workers,
+        maximum_concurrent_rpcs=max_calls,
         interceptors=interceptors,
     )
     analyst_pb2_grpc.add_AnalystServiceServicer_to_server(_AnalystServicer(backend), server)

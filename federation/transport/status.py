@@ -78,6 +78,9 @@ def status_for(error: errors.FederationError) -> grpc.StatusCode:
     return STATUS_BY_CODE.get(error.code, _S.INTERNAL)
 
 
+CALL_LIMIT_DETAILS = "Concurrent RPC limit exceeded"
+"""What gRPC answers, with RESOURCE_EXHAUSTED, to a call beyond a server's limit."""
+
 MAX_DETAILS_BYTES = 1024
 """Longest status message sent (UTF-8). It travels as an HTTP/2 header, and a message
 echoing a caller's oversized input (a job id, a node name) would otherwise exceed the
@@ -144,6 +147,12 @@ def error_from_rpc(exc: grpc.RpcError, *, target: str = "") -> errors.Federation
             "Check the address and that `federation coordinator serve` is running."
         )
     if status == _S.RESOURCE_EXHAUSTED:
+        if CALL_LIMIT_DETAILS in details:
+            where = f" at {target}" if target else ""
+            return errors.CoordinatorUnavailableError(
+                f"the coordinator{where} is serving as many calls as it may at once "
+                "(each connected node holds one); retry later, or raise its --max-calls"
+            )
         return errors.MessageTooLargeError(f"message size limit exceeded: {details}")
     cls = _CLASS_BY_STATUS.get(status, errors.FederationError)
     return cls(f"{status.name}: {details}")

@@ -198,3 +198,36 @@ def test_coordinator_restart_keeps_directory_and_jobs(tmp_path: Path) -> None:
         for a in agents:
             a.stop()
         coordinator.close()
+
+
+def test_a_full_coordinator_says_so_and_a_waiting_node_gets_in_later(tmp_path: Path) -> None:
+    """Every connected node holds one of the coordinator's calls; past ``max_calls`` a
+    caller is told the coordinator is full (not a misleading size error), and a node
+    agent keeps retrying instead of giving up."""
+    from nodes.agent import NodeAgent
+    from nodes.config import DatasetConfig, NodeConfig, SourceFormat
+
+    coordinator = Coordinator(CoordinatorSettings(database=":memory:", jobs=JobSettings(5.0)))
+    agents: list[NodeAgent] = []
+    try:
+        server = coordinator.serve(max_calls=2)
+        for i, part in enumerate(_parts(3)):
+            path = tmp_path / f"p{i}.csv"
+            part.to_csv(path, index=False)
+            dataset = DatasetConfig(SCHEMA, path, SourceFormat.CSV)
+            agents.append(NodeAgent(NodeConfig(f"n{i}", server.address, (dataset,))))
+        for agent in agents[:2]:
+            agent.start()
+            assert agent.registered.wait(10)
+        agents[2].start()  # both calls are held by n0's and n1's streams
+        with pytest.raises(fed.CoordinatorUnavailableError, match="as many calls as it may"):
+            fed.connect(server.address, insecure=True, timeout=5)
+        assert not agents[2].registered.wait(1.5)
+        assert not agents[2].dead.is_set()  # still retrying
+        agents[0].stop()  # frees a call: n2 gets in on its next attempt
+        assert agents[2].registered.wait(15)
+        assert [n.name for n in coordinator.list_nodes() if n.online] == ["n1", "n2"]
+    finally:
+        for agent in agents:
+            agent.stop()
+        coordinator.close()
