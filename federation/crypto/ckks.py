@@ -1,13 +1,14 @@
 """CKKS key pairs and ciphertexts (TenSEAL/SEAL): presets, versioned encodings, validation.
 
-The only module that imports ``tenseal``. It encrypts float64 vectors, adds
+With :mod:`federation.crypto.ckks_context` and :mod:`federation.crypto.ckks_ciphertexts`,
+the only code that imports ``tenseal``. It encrypts float64 vectors, adds
 ciphertexts, multiplies them by public float weights and decrypts; packing,
 bundles and the meaning of the values live in :mod:`federation.protocols.he.ckks`.
 
-**Presets** (:class:`CkksPreset`; 128-bit classical security by the Homomorphic
-Encryption Standard table: ``N = 4096`` allows 109 bits of coefficient modulus).
-TenSEAL always generates relinearization keys, so SEAL needs a key-switching
-("special") prime at the end of the chain even for a pure sum; one data prime
+**Presets** (:class:`~federation.crypto.ckks_presets.CkksPreset`; 128-bit classical
+security by the Homomorphic Encryption Standard table: ``N = 4096`` allows 109 bits of
+coefficient modulus). TenSEAL always generates relinearization keys, so SEAL needs a
+key-switching ("special") prime at the end of the chain even for a pure sum; one data prime
 alone (``N = 2048``, one 54-bit prime) is refused ("keyswitching is not supported
 by the context"). The special prime is never part of a ciphertext on the wire and
 also divides the fresh encryption noise (SEAL encrypts at the key level, then
@@ -22,7 +23,8 @@ preset                 N      chain (bits)      use
 =====================  =====  ================  ====================================
 
 ``N = 2048`` (54 bits at most) would leave a 40-bit data prime, whose precision for
-ten parties is about 1e-5 of the value bound (see :attr:`CkksPreset.fresh_noise`);
+ten parties is about 1e-5 of the value bound (see
+:attr:`~federation.crypto.ckks_presets.CkksPreset.fresh_noise`);
 ``benchmarks/ckks_bench.py`` measures it for comparison.
 
 **Noise.** A fresh ciphertext decrypts to ``value * scale + e`` with
@@ -41,25 +43,30 @@ A public key's fingerprint is the SHA-256 of its encoding (hex). Decoding checks
 the sizes before TenSEAL parses anything, wraps every TenSEAL failure, and checks
 that the context is exactly the preset's parameters (SEAL's parameter hash), holds
 a public key and no secret, relinearization or Galois keys.
+
+This module holds the key pairs (:class:`CkksPublicKey`, :class:`CkksPrivateKey`), their
+encodings, and what is done under them (:func:`encrypt`, :func:`combine`,
+:meth:`CkksPrivateKey.decrypt`); the presets and their prime chains are in
+:mod:`federation.crypto.ckks_presets`, TenSEAL contexts and their parameter checks in
+:mod:`federation.crypto.ckks_context`, and the parsing and checks of one ciphertext in
+:mod:`federation.crypto.ckks_ciphertexts`.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import math
 import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-import gmpy2
 import numpy as np
 import numpy.typing as npt
 import tenseal as ts
 
+from federation.crypto.ckks_ciphertexts import load_ciphertext
+from federation.crypto.ckks_context import check_parameters, load_context, new_context
+from federation.crypto.ckks_presets import CkksPreset, primes
 from federation.crypto.secret import SecretHolder
 
 __all__ = [
@@ -75,165 +82,8 @@ PUBLIC_MAGIC = b"FCPK"
 PRIVATE_MAGIC = b"FCSK"
 KEY_VERSION = 1
 _KEY_HEADER = struct.Struct(">4sBBI")
-_OVERHEAD = 4096
-"""Bytes a serialization may carry beyond its raw coefficients (protobuf and SEAL headers)."""
 
 Floats = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class _Params:
-    code: int
-    degree: int
-    bits: tuple[int, ...]
-
-
-class CkksPreset(enum.Enum):
-    """Named CKKS parameter sets at 128-bit security."""
-
-    CKKS_4096_SUM = _Params(1, 4096, (56, 20))
-    """Sums: one 56-bit data prime (and a 20-bit key-switching prime). The default."""
-    CKKS_4096_WEIGHTED = _Params(2, 4096, (56, 30, 20))
-    """Weighted sums: one rescale level (the 30-bit prime) for the plaintext weights."""
-
-    @property
-    def code(self) -> int:
-        """The preset's byte in encodings."""
-        return self.value.code
-
-    @property
-    def poly_modulus_degree(self) -> int:
-        """The ring degree ``N``."""
-        return self.value.degree
-
-    @property
-    def coeff_bits(self) -> tuple[int, ...]:
-        """Bit sizes of the modulus chain (the last prime is the key-switching one)."""
-        return self.value.bits
-
-    @property
-    def slots(self) -> int:
-        """Values per ciphertext (``N / 2``)."""
-        return self.value.degree // 2
-
-    @property
-    def data_bits(self) -> int:
-        """Bits of the prime left after every rescale: what a result must fit in."""
-        return self.value.bits[0]
-
-    @property
-    def weighted(self) -> bool:
-        """True if ciphertexts can be multiplied by a plaintext weight (one rescale)."""
-        return len(self.value.bits) > 2
-
-    @property
-    def fresh_noise(self) -> float:
-        """Bound on a fresh ciphertext's (and on a rescale's) noise in any slot.
-
-        ``sqrt(N/3) * (3 + 8 sqrt(h)) + 1`` with ``h = 2N/3``: the mod-switch rounding
-        bound of CKKS (Cheon et al. 2017, Lemma 2), plus 1 for the key-level
-        encryption noise divided by the special prime. Divide by the scale for the
-        error in the decrypted value.
-        """
-        n = self.poly_modulus_degree
-        return math.sqrt(n / 3) * (3 + 8 * math.sqrt(2 * n / 3)) + 1
-
-    @property
-    def capacity_bits(self) -> int:
-        """``scale * |value|`` of any result must stay below ``2**capacity_bits``.
-
-        Three bits below the data prime (room for the noise and the sign), and at
-        most 53 so that every decrypted coefficient is an exact float64.
-        """
-        return min(self.data_bits - 3, 53)
-
-    def max_ciphertext_bytes(self, *, rescaled: bool) -> int:
-        """Largest plausible serialized ciphertext (raw coefficients plus headers)."""
-        primes = 1 if rescaled or not self.weighted else len(self.coeff_bits) - 1
-        return 2 * self.poly_modulus_degree * primes * 8 + _OVERHEAD
-
-    def max_key_bytes(self, *, private: bool) -> int:
-        """Largest plausible serialized context of this preset."""
-        polys = 3 if private else 2
-        return polys * self.poly_modulus_degree * len(self.coeff_bits) * 8 + _OVERHEAD
-
-    @classmethod
-    def for_code(cls, code: int) -> CkksPreset:
-        """The preset with encoding byte ``code``.
-
-        Raises:
-            ValueError: No preset has that code.
-        """
-        for preset in cls:
-            if preset.code == code:
-                return preset
-        raise ValueError(f"unknown CKKS preset {code}; known: {[p.code for p in cls]}")
-
-
-def _top_prime(bits: int, degree: int, below: int) -> int:
-    """SEAL's choice: the largest prime ``< below`` of ``bits`` bits that is 1 mod 2N."""
-    step = 2 * degree
-    candidate = below - (below - 1) % step
-    if candidate == below:
-        candidate -= step
-    while candidate.bit_length() == bits:
-        if gmpy2.is_prime(candidate, 40):
-            return candidate
-        candidate -= step
-    raise ValueError(f"no {bits}-bit prime for N = {degree}")  # pragma: no cover
-
-
-@cache
-def _primes(preset: CkksPreset) -> tuple[int, ...]:
-    """The chain's primes, as SEAL's ``CoeffModulus::Create`` picks them."""
-    out: list[int] = []
-    for bits in preset.coeff_bits:
-        below = min([p for p in out if p.bit_length() == bits], default=1 << bits)
-        out.append(_top_prime(bits, preset.poly_modulus_degree, below))
-    return tuple(out)
-
-
-def _new_context(preset: CkksPreset) -> Any:
-    context = ts.context(
-        ts.SCHEME_TYPE.CKKS,
-        preset.poly_modulus_degree,
-        coeff_mod_bit_sizes=list(preset.coeff_bits),
-        n_threads=1,
-    )
-    _configure(context)
-    return context
-
-
-def _configure(context: Any) -> None:
-    context.auto_rescale = True
-    context.auto_relin = False
-    context.auto_mod_switch = False
-
-
-@cache
-def _reference(preset: CkksPreset) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """SEAL's parameter hashes (key level, fresh level, last level) for ``preset``."""
-    seal = _new_context(preset).seal_context().data
-    primes = _primes(preset)
-    first = seal.first_context_data()
-    product = math.prod(primes[:-1])
-    if seal.last_context_data().total_coeff_modulus() != primes[
-        0
-    ] or first.total_coeff_modulus() != product % (
-        1 << 64
-    ):  # pragma: no cover - SEAL changed its prime selection
-        raise RuntimeError("SEAL picked other primes than expected for the CKKS preset")
-    return (
-        tuple(seal.key_parms_id()),
-        tuple(seal.first_parms_id()),
-        tuple(seal.last_parms_id()),
-    )
-
-
-def _check_parameters(context: Any, preset: CkksPreset, what: str) -> None:
-    seal = context.seal_context().data
-    if tuple(seal.key_parms_id()) != _reference(preset)[0]:
-        raise ValueError(f"the {what} does not have the parameters of preset {preset.name}")
 
 
 def _read_key(data: bytes, magic: bytes, what: str) -> tuple[CkksPreset, bytes]:
@@ -256,15 +106,6 @@ def _read_key(data: bytes, magic: bytes, what: str) -> tuple[CkksPreset, bytes]:
             f"the CKKS {what} is {state}: {len(data)} bytes, expected {_KEY_HEADER.size + length}"
         )
     return preset, data[_KEY_HEADER.size :]
-
-
-def _load_context(body: bytes, what: str) -> Any:
-    try:
-        context = ts.context_from(body, n_threads=1)
-    except Exception:  # TenSEAL raises bare RuntimeError/ValueError/protobuf errors
-        raise ValueError(f"the CKKS {what} does not parse as a TenSEAL context") from None
-    _configure(context)
-    return context
 
 
 def _encode_key(magic: bytes, preset: CkksPreset, body: bytes) -> bytes:
@@ -310,7 +151,7 @@ class CkksPublicKey:
                 key; relinearization or Galois keys inside.
         """
         preset, body = _read_key(data, PUBLIC_MAGIC, "public key")
-        context = _load_context(body, "public key")
+        context = load_context(body, "public key")
         if context.has_secret_key() or context.is_private():
             raise ValueError("the CKKS public key contains a secret key; send only the public one")
         if not context.has_public_key():
@@ -319,7 +160,7 @@ class CkksPublicKey:
             raise ValueError(
                 "the CKKS public key carries relinearization or Galois keys; a sum needs neither"
             )
-        _check_parameters(context, preset, "public key")
+        check_parameters(context, preset, "public key")
         return cls(preset, bytes(data), context)
 
     def __repr__(self) -> str:
@@ -348,46 +189,11 @@ def encrypt(key: CkksPublicKey, values: Floats, scale_bits: int) -> list[bytes]:
     return out
 
 
-def _level(preset: CkksPreset, rescaled: bool) -> tuple[int, ...]:
-    return _reference(preset)[2 if rescaled else 1]
-
-
-def _load(
-    context: Any, preset: CkksPreset, blob: bytes, *, size: int, scale: float, rescaled: bool
-) -> Any:
-    """Parse one ciphertext and check it is exactly what the bundle header promises."""
-    if not isinstance(blob, bytes | bytearray | memoryview):
-        raise ValueError("is not bytes")
-    limit = preset.max_ciphertext_bytes(rescaled=rescaled)
-    if not 0 < len(blob) <= limit:
-        raise ValueError(f"has {len(blob)} bytes; a {preset.name} ciphertext has 1 to {limit}")
-    try:
-        vector = ts.ckks_vector_from(context, bytes(blob))
-        parts = vector.ciphertext()
-        found_size = vector.size()
-    except Exception:  # TenSEAL/SEAL reject malformed input with assorted exceptions
-        raise ValueError("does not parse as a CKKS ciphertext of this key") from None
-    if len(parts) != 1 or found_size != size:
-        raise ValueError(f"holds {found_size} values in {len(parts)} parts; expected {size} in 1")
-    ct = parts[0]
-    if (
-        ct.size() != 2
-        or not ct.is_ntt_form()
-        or ct.poly_modulus_degree() != (preset.poly_modulus_degree)
-    ):
-        raise ValueError("is not a fresh two-component ciphertext of this preset")
-    if tuple(ct.parms_id()) != _level(preset, rescaled):
-        raise ValueError(f"is at the wrong level (expected {'rescaled' if rescaled else 'fresh'})")
-    if ct.scale != scale:
-        raise ValueError("has another scale than its bundle declares")
-    return vector
-
-
 def _weight_factor(preset: CkksPreset, scale: float) -> float:
     """TenSEAL encodes a weight at the vector's scale and relabels the rescaled result
     with that scale; multiplying by ``w * q1 / scale`` makes the result exactly ``w * x``
     up to rounding ``w * q1`` to an integer (error at most ``|x| / (2 q1)``)."""
-    return _primes(preset)[1] / scale
+    return primes(preset)[1] / scale
 
 
 def combine(
@@ -425,7 +231,7 @@ def combine(
             total: Any = None
             for block, bundle in enumerate(bundles):
                 try:
-                    vector = _load(
+                    vector = load_ciphertext(
                         key._context,
                         preset,
                         bundle[position],
@@ -459,7 +265,7 @@ class CkksPrivateKey(SecretHolder):
             save_galois_keys=False,
             save_relin_keys=False,
         )
-        public = _load_context(body, "public key")
+        public = load_context(body, "public key")
         self.public = CkksPublicKey(preset, _encode_key(PUBLIC_MAGIC, preset, body), public)
         self._context = context
         self._lock = threading.Lock()
@@ -469,7 +275,7 @@ class CkksPrivateKey(SecretHolder):
         """A fresh key pair (SEAL's key generation, seeded from the OS)."""
         if not isinstance(preset, CkksPreset):
             raise TypeError(f"expected a CkksPreset, got {type(preset).__name__}")
-        return cls(preset, _new_context(preset))
+        return cls(preset, new_context(preset))
 
     @classmethod
     def from_private_bytes(cls, data: bytes) -> CkksPrivateKey:
@@ -480,10 +286,10 @@ class CkksPrivateKey(SecretHolder):
             ValueError: Malformed encoding, no secret key, or not the preset's parameters.
         """
         preset, body = _read_key(data, PRIVATE_MAGIC, "private key")
-        context = _load_context(body, "private key")
+        context = load_context(body, "private key")
         if not context.has_secret_key() or not context.has_public_key():
             raise ValueError("the CKKS private key encoding lacks its secret or public key")
-        _check_parameters(context, preset, "private key")
+        check_parameters(context, preset, "private key")
         return cls(preset, context)
 
     def export_private(self, *, unprotected: bool) -> bytes:
@@ -516,7 +322,7 @@ class CkksPrivateKey(SecretHolder):
         with self._lock:
             for position, (blob, size) in enumerate(zip(blobs, sizes, strict=True)):
                 try:
-                    vector = _load(
+                    vector = load_ciphertext(
                         self._context, preset, blob, size=size, scale=scale, rescaled=rescaled
                     )
                 except ValueError as exc:

@@ -1,8 +1,9 @@
 """The row-predicate AST (the WHERE clause): frozen dataclasses, one per allowed construct.
 
 Only what is listed here can appear in a predicate: :mod:`federation.query.where`
-converts sqlglot's tree into these nodes and refuses everything else, checks them
-against a schema and renders them back to DuckDB SQL.
+converts sqlglot's tree into these nodes and refuses everything else,
+:mod:`federation.query.bind_where` checks them against a schema and
+:mod:`federation.query.render_where` renders them back to DuckDB SQL.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 **Exact integers** (:class:`ChunkLayout`). CKKS is approximate: a sum of ``n <=
 parties`` fresh ciphertexts decrypts to ``sum + e / scale`` with ``|e| <= n *
-fresh_noise`` (:attr:`~federation.crypto.ckks.CkksPreset.fresh_noise`). With
+fresh_noise`` (:attr:`~federation.crypto.ckks_presets.CkksPreset.fresh_noise`). With
 ``scale = 2**(noise_bits + 2 + party_bits)`` (``noise_bits = ceil(log2
 fresh_noise)``) the error stays below ``parties * fresh_noise / scale <= 1/4``, so
 rounding recovers the exact integer sum of each slot. Each value below
