@@ -98,11 +98,16 @@ def cell(bound: BoundQuery, agg: Aggregate, values: dict[Any, int]) -> Cell:  # 
     return _moment(func, n, s1, values[(FieldKind.SUM_SQUARES, agg.column)], f)
 
 
-def _moment(func: AggregateFunction, n: int, s1: int, s2: int, f: int) -> float:
-    """A variance or standard deviation from exact ``n``, ``S1``, ``S2`` (``F`` fraction bits)."""
-    spread = n * s2 - s1 * s1
+def _variance_ratio(func: AggregateFunction, n: int, s1: int, s2: int, f: int) -> tuple[int, int]:
+    """The variance of a VAR_* or STDDEV_* aggregate as ``numerator / denominator``, exact,
+    from ``n``, ``S1``, ``S2`` (``f`` fraction bits)."""
     pop = func in (AggregateFunction.VAR_POP, AggregateFunction.STDDEV_POP)
-    den = (n * n if pop else n * (n - 1)) << (2 * f)
+    return n * s2 - s1 * s1, (n * n if pop else n * (n - 1)) << (2 * f)
+
+
+def _moment(func: AggregateFunction, n: int, s1: int, s2: int, f: int) -> float:
+    """A variance or standard deviation, correctly rounded."""
+    spread, den = _variance_ratio(func, n, s1, s2, f)
     if func in (AggregateFunction.VAR_POP, AggregateFunction.VAR_SAMP):
         return spread / den
     return sqrt_ratio(spread, den)
@@ -164,9 +169,7 @@ def exact_value(  # noqa: PLR0911 - one formula per function
         return s1 if f == 0 else Fraction(s1, 1 << f)
     if func is AggregateFunction.AVG:
         return Fraction(s1, n << f)
-    spread = n * values[(FieldKind.SUM_SQUARES, agg.column)] - s1 * s1
-    pop = func in (AggregateFunction.VAR_POP, AggregateFunction.STDDEV_POP)
-    den = (n * n if pop else n * (n - 1)) << (2 * f)
+    spread, den = _variance_ratio(func, n, s1, values[(FieldKind.SUM_SQUARES, agg.column)], f)
     if func in (AggregateFunction.VAR_POP, AggregateFunction.VAR_SAMP):
         return Fraction(spread, den)
     return sqrt_ratio(spread, den)
