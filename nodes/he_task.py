@@ -24,11 +24,8 @@ from nodes.approvals import ApprovalBook
 from nodes.budget import NodeBudgets
 from nodes.datasets import LocalData
 from nodes.roster import EnrolledRoster
-from nodes.task import (
-    CANCELLED,
-    Die,
-    DropoutStage,
-    Finish,
+from nodes.task import CANCELLED, Die, DropoutStage, Finish
+from nodes.task_steps import (
     Send,
     await_approval,
     bind_assignment,

@@ -1,5 +1,8 @@
 """The node's side of SecAgg+: an I/O-free state machine, one method per round.
 
+In signed runs the node checks its peers' signatures with
+:mod:`federation.protocols.secagg.signed_checks`.
+
 >>> from federation.protocols.secagg.params import make_params
 >>> node = NodeSecAgg(make_params("job", 3, 4), slot=0)
 >>> node.stage.name
@@ -25,11 +28,7 @@ from federation.crypto.keys import (
 from federation.crypto.prg import Label, MaskApplier, derive_key
 from federation.crypto.shamir import SHARE_SIZE, is_share_at, split_secret
 from federation.errors import ProtocolError, TooFewParticipantsError
-from federation.protocols.secagg.binding import (
-    MAX_SIGNATURE_BYTES,
-    keys_message,
-    survivors_message,
-)
+from federation.protocols.secagg.binding import keys_message, survivors_message
 from federation.protocols.secagg.graph import share_point
 from federation.protocols.secagg.messages import (
     ConsistencyRequest,
@@ -47,6 +46,7 @@ from federation.protocols.secagg.messages import (
     Vector,
 )
 from federation.protocols.secagg.params import validate_params
+from federation.protocols.secagg.signed_checks import check_consistency, check_key_signature
 from federation.protocols.secagg.validation import (
     SEALED_SHARES_SIZE,
     check_bytes,
@@ -303,7 +303,9 @@ class NodeSecAgg:
                 raise ProtocolError(f"{self._name}: roster lists slot {v}, not a neighbour")
             keys = check_public_keys(value, f"public keys of slot {v}")
             if self._params.signed:
-                self._check_key_signature(roster, v, keys)
+                check_key_signature(
+                    roster, v, keys, name=self._name, params=self._params, verify=self._verify
+                )
             if keys.encryption_key in seen or keys.masking_key in seen:
                 raise ProtocolError(f"{self._name}: slot {v} advertised a key already in use")
             seen.update((keys.encryption_key, keys.masking_key))
@@ -387,60 +389,18 @@ class NodeSecAgg:
             )
         self._check_enough(len(survivors), "surviving group members")
         if self._params.signed:
-            self._check_consistency(request, holders, set(survivors), set(dropped))
+            check_consistency(
+                request,
+                holders,
+                set(survivors),
+                set(dropped),
+                name=self._name,
+                params=self._params,
+                verify=self._verify,
+                slot=self._slot,
+                signed=self._signed_survivors,
+            )
         return survivors, dropped
-
-    def _check_key_signature(self, roster: KeyRoster, v: int, keys: PublicKeys) -> None:
-        signature = roster.signatures.get(v) if isinstance(roster.signatures, dict) else None
-        verify = self._verify
-        if (
-            verify is None
-            or not isinstance(signature, bytes)
-            or not 0 < len(signature) <= MAX_SIGNATURE_BYTES
-            or not verify(v, keys_message(self._params, v, keys), signature)
-        ):
-            raise ProtocolError(
-                f"{self._name}: the keys of slot {v} do not carry that node's valid signature "
-                "for this job and computation (substituted keys, a replay, or a different "
-                "query); refusing"
-            )
-
-    def _check_consistency(
-        self,
-        request: UnmaskRequest,
-        holders: set[int],
-        survivors: set[int],
-        dropped: set[int],
-    ) -> None:
-        signed = self._signed_survivors
-        if signed is None:
-            raise ProtocolError(f"{self._name} never signed a survivor set; refusing to unmask")
-        if survivors != holders & signed or dropped != holders - signed:
-            raise ProtocolError(
-                f"{self._name}: the unmask request does not match the survivor set it "
-                "signed (the coordinator told different nodes different stories); refusing"
-            )
-        message = survivors_message(self._params, signed)
-        signatures = request.signatures if isinstance(request.signatures, dict) else {}
-        verify = self._verify
-        valid = {self._slot}
-        for v, signature in signatures.items():
-            if len(valid) >= self._params.threshold:
-                break  # enough: each further check costs a signature verification
-            if (
-                verify is not None
-                and v in holders
-                and v != self._slot
-                and isinstance(signature, bytes)
-                and 0 < len(signature) <= MAX_SIGNATURE_BYTES
-                and verify(v, message, signature)
-            ):
-                valid.add(v)
-        if len(valid) < self._params.threshold:
-            raise ProtocolError(
-                f"{self._name}: only {len(valid)} of its group signed the survivor set it "
-                f"signed, at least threshold={self._params.threshold} needed; refusing to unmask"
-            )
 
     def _check_enough(self, present: int, what: str) -> None:
         if present < self._params.threshold:
