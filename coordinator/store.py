@@ -216,9 +216,9 @@ class Store:
             ],
         )
 
-    def forget_node(self, name: str, by: str) -> bool:
+    def forget_node(self, name: str, by: str) -> None:
         """Delete a node and the schemas it registered (its jobs stay on record);
-        the audit trail records who did. False when no such node was recorded."""
+        the audit trail records who did (nothing, when no such node was recorded)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -230,7 +230,6 @@ class Store:
                 raise
         if found:
             self.audit.record("node_forgotten", node=name, by=by)
-        return bool(found)
 
     def touch_node(self, name: str, when: float) -> None:
         """Record that a node was seen alive."""

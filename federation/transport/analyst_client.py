@@ -65,13 +65,11 @@ class AnalystConnection:
             resp = self._stub.GetInfo(analyst_pb2.GetInfoRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, target=self.address)
-            reached = getattr(exc, "code", lambda: None)() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            if isinstance(error, CoordinatorUnavailableError) and (
-                "TLS" in error.message or reached
-            ):
-                raise error from None  # a failed handshake, or a coordinator that is full
-            closed = any(w in error.message for w in ("Socket closed", "Connection reset"))
-            if isinstance(error, CoordinatorUnavailableError) and closed:
+            status = getattr(exc, "code", lambda: None)()
+            unreached = status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            if not unreached or "TLS" in error.message:
+                raise error from None  # the coordinator answered, or says the handshake failed
+            if any(w in error.message for w in ("Socket closed", "Connection reset")):
                 raise CoordinatorUnavailableError(
                     f"the coordinator at {self.address} closed the connection during the "
                     + (
@@ -82,12 +80,10 @@ class AnalystConnection:
                         "pass credentials (--credentials)"
                     )
                 ) from None
-            if isinstance(error, CoordinatorUnavailableError) or "DEADLINE" in error.message:
-                raise CoordinatorUnavailableError(
-                    f"cannot reach the coordinator at {self.address}: "
-                    "check the address and that `federation coordinator serve` is running"
-                ) from None
-            raise error from None
+            raise CoordinatorUnavailableError(
+                f"cannot reach the coordinator at {self.address}: "
+                "check the address and that `federation coordinator serve` is running"
+            ) from None
         if resp.protocol_version != PROTOCOL_VERSION:
             raise FederationError(
                 f"the coordinator at {self.address} speaks protocol version "
