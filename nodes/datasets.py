@@ -138,6 +138,27 @@ class LocalData:
 
         return self._per_source(name, "rows", count)
 
+    def centers(self, name: str) -> dict[str, float | None]:
+        """The mean of each double column of dataset ``name`` as served now (None for a
+        column without values; cached until its source changes): where the CENTERED
+        tier centres its squares (:mod:`federation.query.centered`)."""
+        dataset = self._datasets.get(name)
+        schema = dataset.schema.columns if dataset is not None else ()
+        columns = [c.name for c in schema if c.type is ColumnType.DOUBLE]
+
+        def means() -> dict[str, float | None]:
+            if not columns:
+                return {}
+            select = ", ".join(f"avg({_ident(c)})" for c in columns)
+            cursor = self.cursor()
+            try:
+                row = cursor.execute(f"SELECT {select} FROM {self.relation(name)}").fetchone()
+            finally:
+                cursor.close()
+            return dict(zip(columns, row or (None,) * len(columns), strict=True))
+
+        return self._per_source(name, "centers", means)
+
     def _per_source(self, name: str, what: str, compute: Callable[[], _T]) -> _T:
         """``compute()``, cached per dataset until its source file changes."""
         dataset = self._datasets.get(name)

@@ -177,7 +177,9 @@ def compute_checked(
         relation = clipped_relation(bound, relation)
     cursor = data.cursor()
     try:
-        vector = compute_local(bound, cursor, relation, typed=True)
+        # Under DP the relation is clipped and the vector must be exact: no centers.
+        centers = data.centers(bound.dataset) if noise is None else None
+        vector = compute_local(bound, cursor, relation, typed=True, centers=centers)
     finally:
         cursor.close()
     policy = data.policy(bound.dataset)

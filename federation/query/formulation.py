@@ -2,8 +2,9 @@
 
 For each aggregated numeric column a node needs, per group, ``COUNT(col)``, ``S1 = ΣX``
 and (for variances) ``S2 = ΣX²`` of the fixed-point values ``X``
-(:mod:`federation.encoding`). Every *tier* below yields exactly these integers, so the
-vector is the same whichever runs; tiers differ in speed and in the data they accept.
+(:mod:`federation.encoding`). Every *tier* below yields exactly these integers (but
+CENTERED's ``S2``, within a certified bound), so the vector is the same whichever runs;
+tiers differ in speed and in the data they accept.
 The node tries the fastest tier of every column first and escalates when a tier does
 not apply to its data (:func:`federation.query.local.compute_local`).
 
@@ -27,6 +28,11 @@ states miss the cache): there the plan with the fewest aggregates wins.
   limbs when ``|x| < 2**11`` (four sums a product instead of nine,
   :func:`~federation.query.product_sums.product_parts`), else it keeps its reference
   limbs.
+* :attr:`Tier.CENTERED` (double columns with ``|x| < 2**11`` whose squares feed the
+  variances): ``S1`` as on NARROW, and ``S2`` from one compensated DOUBLE sum of
+  ``(X - C)²`` around an offset near the node's column mean, within a certified bound
+  of the exact ``S2`` (:mod:`federation.query.centered`): the one tier that is not
+  exact, by at most ``2**-43`` of each group's centred sum of squares.
 * :attr:`Tier.REFERENCE`: 31-bit limbs whose products fit BIGINT, summed in HUGEINT
   (:class:`~federation.encoding.LimbPlan`); exact for every accepted value, and the
   tier that reports out-of-range values, NaN and failed WHERE clauses.
@@ -54,9 +60,11 @@ This module assembles a formulation (:func:`build_plan`) and writes its SQL
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from federation.errors import DataError
 from federation.query.bind import BoundQuery
+from federation.query.centered import centered_parts
 from federation.query.column_sums import FEW_SLOTS, narrow_parts, reference_parts, small_parts
 from federation.query.grouping_sets import choose_mode, outer_sql, unique_sets, value_alias
 from federation.query.groups import WidthBucket, group_check, group_sql
@@ -133,9 +141,12 @@ def _group_keys(bound: BoundQuery, plan: Plan) -> None:
             plan.check(quote(alias), error)
 
 
-def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
+def build_plan(
+    bound: BoundQuery, tiers: tuple[Tier, ...], offsets: Mapping[str, int] | None = None
+) -> Plan:
     """The local query with ``tiers[i]`` for item ``i``: ``bound.aggregations``, then
-    the product columns (:func:`item_tiers`)."""
+    the product columns (:func:`item_tiers`); ``offsets``: the integer offset ``C`` of
+    every column on the CENTERED tier (:func:`~federation.query.centered.center_offset`)."""
     plan = Plan(tiers=tiers)
     count = len(bound.aggregations)
     few_groups = bool(bound.group_keys) and bound.layout.slots <= FEW_SLOTS
@@ -148,6 +159,11 @@ def build_plan(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
         if fmt is not None and agg.need_sum:
             if tier is Tier.SMALL:
                 check = small_parts(plan, i, fmt, raw=value, name=name)
+            elif tier is Tier.CENTERED:
+                if offsets is None or agg.column.name not in offsets:
+                    raise ValueError(f"column {agg.column.name!r} has no offset for CENTERED")
+                offset = offsets[agg.column.name]
+                check = centered_parts(plan, i, fmt, offset, few_groups, raw=value, name=name)
             elif tier is Tier.NARROW:
                 check = narrow_parts(
                     plan, i, fmt, agg.need_squares, few_groups, raw=value, name=name

@@ -18,6 +18,8 @@ query; a failing value is never echoed in an error.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import duckdb
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,7 @@ import numpy.typing as npt
 from federation.encoding import DIGIT_BITS, MAX_ROWS_PER_NODE, encode_integer
 from federation.errors import DataError, SchemaMismatchError
 from federation.query.bind import BoundQuery
+from federation.query.centered import center_offset, centered_square
 from federation.query.expr import columns_of
 from federation.query.formulation import (
     CERTIFIED_LIMIT,
@@ -42,6 +45,7 @@ from federation.query.formulation import (
 from federation.query.grouping_sets import RowReader, leading_columns
 from federation.query.groups import GroupColumn, GroupKey, key_columns
 from federation.query.layout import ColumnAggregation, FieldKind
+from federation.query.plan import Centered
 from federation.query.where import render_predicate
 from federation.schema import ColumnType
 
@@ -70,14 +74,23 @@ def local_sql(bound: BoundQuery, relation: str, tiers: tuple[Tier, ...] | None =
     ``tiers`` (one per ``bound.aggregations``, then one per ``bound.products``) selects
     another formulation.
     """
-    return render(bound, build_plan(bound, _start_tiers(bound, tiers)), relation)
+    return render(bound, build_plan(bound, _start_tiers(bound, tiers, {})), relation)
 
 
-def _start_tiers(bound: BoundQuery, tiers: tuple[Tier, ...] | None) -> tuple[Tier, ...]:
-    """``tiers`` checked against what each item allows; by default each one's fastest."""
+def _start_tiers(
+    bound: BoundQuery, tiers: tuple[Tier, ...] | None, offsets: Mapping[str, int]
+) -> tuple[Tier, ...]:
+    """``tiers`` checked against what each item allows; by default each one's fastest
+    (CENTERED only for a column with an offset)."""
     options = item_tiers(bound)
+    names = [a.column.name for a in bound.aggregations]
     if tiers is None:
-        return tuple(o[0] for o in options)
+        return tuple(
+            next(t for t in o if t is not Tier.CENTERED or names[i] in offsets)
+            for i, o in enumerate(options)
+        )
+    if any(t is Tier.CENTERED and names[i] not in offsets for i, t in enumerate(tiers)):
+        raise ValueError("the CENTERED tier needs the column's center (centers=...)")
     if len(tiers) != len(options) or any(t not in o for t, o in zip(tiers, options, strict=False)):
         raise ValueError(f"tiers {tiers} do not fit the query's columns, which allow {options}")
     return tiers
@@ -118,6 +131,7 @@ def compute_local(
     *,
     tiers: tuple[Tier, ...] | None = None,
     typed: bool = False,
+    centers: Mapping[str, float | None] | None = None,
 ) -> npt.NDArray[np.uint64]:
     """Compute this node's aggregate vector for ``bound``.
 
@@ -134,6 +148,10 @@ def compute_local(
         typed: True when the caller made ``relation`` itself with every declared
             column cast to its declared type (the node's datasets are): skips probing
             the relation's column types first.
+        centers: The mean of each double column over the node's rows (any value near
+            it will do): lets the variances use the CENTERED tier, whose ``S2`` is
+            within a certified ``2**-43`` of each group's centred sum of squares
+            (:mod:`federation.query.centered`). Without it every quantity is exact.
 
     Returns:
         The uint64 vector of length ``bound.vector_length``.
@@ -146,16 +164,31 @@ def compute_local(
     """
     if not typed:
         _check_relation(bound, con, relation)
-    plan, rows = _run(bound, con, relation, _start_tiers(bound, tiers))
+    offsets = _offsets_of(centers)
+    plan, rows = _run(bound, con, relation, _start_tiers(bound, tiers, offsets), offsets)
     return _encode(bound, plan, rows)
 
 
+def _offsets_of(centers: Mapping[str, float | None] | None) -> dict[str, int]:
+    """The CENTERED offsets of the columns with a usable center."""
+    offsets = {}
+    for name, center in (centers or {}).items():
+        offset = center_offset(center)
+        if offset is not None:
+            offsets[name] = offset
+    return offsets
+
+
 def _run(
-    bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str, tiers: tuple[Tier, ...]
+    bound: BoundQuery,
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    tiers: tuple[Tier, ...],
+    offsets: dict[str, int],
 ) -> tuple[Plan, Rows]:
     """Run the local query from ``tiers`` on, escalating until a formulation applies."""
     while True:
-        plan = build_plan(bound, tiers)
+        plan = build_plan(bound, tiers, offsets)
         ngroups = leading_columns(bound, plan.mode)
         try:
             rows = con.execute(render(bound, plan, relation)).fetchall()
@@ -172,6 +205,11 @@ def _run(
                 _diagnose(bound, con, relation)
                 raise _failed_check(bound, con, relation, plan.combined.get(index), error)
         failed = {i for index, i in plan.certified if not _certified(rows, ngroups + index)}
+        failed |= {
+            c.item
+            for key, c in plan.centered.items()
+            if any(_centered(plan, key, c, row, ngroups) is None for row in rows)
+        }
         if not failed:
             return plan, rows
         tiers = tuple(_next_tier(bound, i, t) if i in failed else t for i, t in enumerate(tiers))
@@ -201,7 +239,7 @@ def _escalate(
     wide = {i for (i, _), count in zip(probes, row, strict=True) if count}
     if not wide:
         return reference
-    return tuple(_next_tier(bound, i, t) if i in wide else t for i, t in enumerate(tiers))
+    return tuple(_wider_tier(bound, i, t) if i in wide else t for i, t in enumerate(tiers))
 
 
 def _failed_check(
@@ -227,6 +265,27 @@ def _failed_check(
 def _next_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
     options = item_tiers(bound)[i]
     return options[options.index(tier) + 1]
+
+
+def _wider_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
+    """The next tier of item ``i`` that accepts values too wide for ``tier``: past
+    NARROW, which CENTERED's values fail too."""
+    tier = _next_tier(bound, i, tier)
+    return _next_tier(bound, i, tier) if tier is Tier.NARROW else tier
+
+
+def _centered(
+    plan: Plan, key: tuple[FieldKind, str | None], c: Centered, row: tuple[object, ...], lead: int
+) -> int | None:
+    """The CENTERED ``S2`` of one group, or None when it does not certify."""
+    n = _quantity(plan.quantities[(FieldKind.COUNT, key[1])], row, lead)
+    s1 = _quantity(plan.quantities[(FieldKind.SUM, key[1])], row, lead)
+    return centered_square(n, s1, row[lead + c.aggregate], c.offset)
+
+
+def _quantity(parts: list[tuple[int, int]], row: tuple[object, ...], lead: int) -> int:
+    """A quantity from its parts ``(aggregate index, shift)`` in one row."""
+    return sum(_exact(row[lead + j]) << shift for j, shift in parts)
 
 
 def _certified(rows: Rows, column: int) -> bool:
@@ -369,8 +428,10 @@ def _encode(bound: BoundQuery, plan: Plan, rows: Rows) -> npt.NDArray[np.uint64]
         offset = _offsets(bound, lookups, keys, indices)
         bases = [(starts[s] + offset) * width for s in sets]
         for field in layout.fields:
-            parts = plan.quantities[(field.kind, field.column)]
-            if field.digits == 1 and len(parts) == 1 and parts[0][1] == 0:
+            key = (field.kind, field.column)
+            centered = plan.centered.get(key)  # certified by _run
+            parts = plan.quantities.get(key, [])
+            if centered is None and field.digits == 1 and len(parts) == 1 and parts[0][1] == 0:
                 column = columns[lead + parts[0][0]]
                 values = np.array([_exact(column[i]) for i in indices], dtype=object)
                 if field.kind is FieldKind.ROWS and sets[0] == 0:
@@ -382,17 +443,31 @@ def _encode(bound: BoundQuery, plan: Plan, rows: Rows) -> npt.NDArray[np.uint64]
                     vector[base + field.offset] = words
                 continue
             for n, i in enumerate(indices):
-                value = sum(_exact(columns[lead + j][i]) << shift for j, shift in parts)
+                value = (
+                    _quantity(parts, rows[i], lead)
+                    if centered is None
+                    else _centered(plan, key, centered, rows[i], lead) or 0
+                )
                 if field.kind is FieldKind.ROWS and sets[0] == 0:
                     total_rows += value
                 if value:
-                    digits = encode_integer(value, field.digits)
-                    for base in bases:
-                        start = int(base[n]) + field.offset
-                        vector[start : start + field.digits] = digits
+                    _write(vector, bases, n, field.offset, encode_integer(value, field.digits))
     if total_rows > MAX_ROWS_PER_NODE:
         raise DataError(
             f"the node aggregates {total_rows} rows; at most {MAX_ROWS_PER_NODE} per node are "
             "supported: split the dataset across nodes"
         )
     return vector
+
+
+def _write(
+    vector: npt.NDArray[np.uint64],
+    bases: list[npt.NDArray[np.int64]],
+    n: int,
+    offset: int,
+    digits: list[int],
+) -> None:
+    """Write one group's ``digits`` at ``offset`` in the slot ``bases[.][n]`` of each set."""
+    for base in bases:
+        start = int(base[n]) + offset
+        vector[start : start + len(digits)] = digits

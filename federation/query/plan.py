@@ -15,7 +15,7 @@ from federation.query.grouping_sets import SetsMode
 from federation.query.layout import FieldKind
 from federation.query.tiers import Tier
 
-__all__ = ["CERTIFIED_LIMIT", "Plan", "Sum"]
+__all__ = ["CERTIFIED_LIMIT", "Centered", "Plan", "Sum"]
 
 CERTIFIED_LIMIT = 2**53
 """A certified DOUBLE sum is exact when its result is below this."""
@@ -27,6 +27,16 @@ class Sum:
 
     sql: str
     shift: int = 0
+
+
+@dataclass(frozen=True)
+class Centered:
+    """A ``ΣX²`` on the CENTERED tier (:mod:`federation.query.centered`): the item, the
+    index of its ``fsum`` aggregate, and its integer offset ``C``."""
+
+    item: int
+    aggregate: int
+    offset: int
 
 
 @dataclass
@@ -43,6 +53,8 @@ class Plan:
             range or domain, or a group key's bounds; must be 0, else ``error`` is raised.
         certified: ``(aggregate index, aggregation index)``: DOUBLE sums that are exact
             only below :data:`CERTIFIED_LIMIT`, and the column to escalate otherwise.
+        centered: The quantities computed on the CENTERED tier, by ``(kind, column)``
+            (not in ``quantities``): certified per group, else escalated.
     """
 
     tiers: tuple[Tier, ...]
@@ -53,6 +65,7 @@ class Plan:
     )
     checks: list[tuple[int, DataError]] = field(default_factory=list)
     certified: list[tuple[int, int]] = field(default_factory=list)
+    centered: dict[tuple[FieldKind, str | None], Centered] = field(default_factory=dict)
     limbs: dict[tuple[str, Tier], list[tuple[str, int]]] = field(default_factory=dict)
     """Limbs ``(alias, shift)`` of a column's ``X`` already split, by column and tier."""
     narrow_values: dict[str, str] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The tiers of the local query, and which of them each item of a query may use.
 
-Every tier gives the same exact integers (:mod:`federation.query.formulation`); a node
-tries each item's fastest tier first and escalates when it does not fit its data.
+Every tier gives the same exact integers (:mod:`federation.query.formulation`), but for
+``S2`` on :attr:`Tier.CENTERED`, which is within a certified bound of it; a node tries
+each item's fastest tier first and escalates when it does not fit its data.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ NARROW_LIMIT = 2**11
 
 
 class Tier(enum.Enum):
-    """How one column's sums are computed; every tier gives the same integers."""
+    """How one column's sums are computed; every tier gives the same integers, but for
+    ``S2`` on CENTERED (:mod:`federation.query.centered`)."""
 
+    CENTERED = "centered"
     SMALL = "small"
     NARROW = "narrow"
     REFERENCE = "reference"
@@ -48,6 +51,8 @@ def column_tiers(agg: ColumnAggregation) -> tuple[Tier, ...]:
         return (Tier.SMALL, Tier.REFERENCE) if agg.need_squares else (Tier.REFERENCE,)
     if fmt.limbs is LimbPlan.ONE:  # |X| <= 2**31: the reference is as cheap
         return (Tier.REFERENCE,)
+    if agg.need_squares and agg.expression is None:
+        return (Tier.CENTERED, Tier.NARROW, Tier.REFERENCE)
     return (Tier.NARROW, Tier.REFERENCE)
 
 
@@ -75,23 +80,29 @@ def split_tiers(fmt: FixedPointFormat) -> tuple[Tier, ...]:
 def item_tiers(bound: BoundQuery) -> list[tuple[Tier, ...]]:
     """The tiers of every item of the local query: ``bound.aggregations`` (see
     :func:`column_tiers`), then the product columns (:func:`product_columns`,
-    :func:`split_tiers`)."""
-    return [column_tiers(a) for a in bound.aggregations] + [
-        split_tiers(fmt) for _, fmt in product_columns(bound)
-    ]
+    :func:`split_tiers`).
+
+    CENTERED is left out when the query has cross products: a ``ΣXY`` is exact, and
+    with a ``ΣX²`` that is not, a correlation of a column with itself could pass 1.
+    """
+    tiers = [column_tiers(a) for a in bound.aggregations]
+    if bound.products:
+        tiers = [tuple(t for t in options if t is not Tier.CENTERED) for options in tiers]
+    return tiers + [split_tiers(fmt) for _, fmt in product_columns(bound)]
 
 
 def narrow_probes(bound: BoundQuery, tiers: tuple[Tier, ...]) -> list[tuple[int, str]]:
-    """``(item, aggregate)`` for every item on the NARROW tier: a count of its values
-    that do not fit that tier (``|x| >= 2**11``, NaN, ±inf; conservatively also
-    ``x = -2**11``). After the local query fails, these find the items to escalate."""
+    """``(item, aggregate)`` for every item on the NARROW or CENTERED tier (both cast
+    ``X`` to BIGINT): a count of its values that do not fit them (``|x| >= 2**11``, NaN,
+    ±inf; conservatively also ``x = -2**11``). After the local query fails, these find
+    the items to escalate."""
     values = [masked(a) for a in bound.aggregations]
     values += [quote(col.name) for col, _ in product_columns(bound)]
     limit = double_literal(float(NARROW_LIMIT))
     return [
         (i, f"count_if(NOT (abs(CAST({value} AS DOUBLE)) < {limit}))")
         for i, (value, tier) in enumerate(zip(values, tiers, strict=True))
-        if tier is Tier.NARROW
+        if tier in (Tier.NARROW, Tier.CENTERED)
     ]
 
 

@@ -145,3 +145,17 @@ def test_a_changed_duckdb_source_is_reloaded(tmp_path: Path) -> None:
     data.refresh("t")
     assert _rows(data) == [(1.5, 7, "b"), (2.5, 8, "a")]
     data.close()
+
+
+def test_centers_are_the_double_columns_means_until_the_source_changes(tmp_path: Path) -> None:
+    cfg = _csv(tmp_path)
+    data = LocalData((cfg,))
+    assert data.centers("t") == {"x": 2.0}  # the NULL is left out; integers have none
+    cfg.source.write_text("x,n,g\n,4,b\n")
+    data.refresh("t")
+    assert data.centers("t") == {"x": None}  # no values: nothing to centre on
+    cfg.source.write_text("x,n,g\n-3.5,4,b\n0.5,5,a\n")
+    data.refresh("t")
+    assert data.centers("t") == {"x": -1.5}
+    assert data.centers("unknown") == {}
+    data.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -28,9 +29,11 @@ def tried(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Tier, ...]]:
     calls: list[tuple[Tier, ...]] = []
     build = local.build_plan
 
-    def recording(bound: BoundQuery, tiers: tuple[Tier, ...]) -> Plan:
+    def recording(
+        bound: BoundQuery, tiers: tuple[Tier, ...], offsets: Mapping[str, int] | None = None
+    ) -> Plan:
         calls.append(tiers)
-        return build(bound, tiers)
+        return build(bound, tiers, offsets)
 
     monkeypatch.setattr(local, "build_plan", recording)
     return calls
@@ -71,7 +74,7 @@ def test_tiers_per_column(schema: DatasetSchema) -> None:
         "sex": (Tier.REFERENCE,),
         "age": (Tier.SMALL, Tier.REFERENCE),
         "weight": (Tier.NARROW, Tier.REFERENCE),
-        "score": (Tier.NARROW, Tier.REFERENCE),
+        "score": (Tier.CENTERED, Tier.NARROW, Tier.REFERENCE),
     }
 
 
