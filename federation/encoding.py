@@ -1,10 +1,11 @@
 """Exact fixed-point formats and the balanced-digit encoding of big integers into uint64.
 
-Every aggregate a node releases is an exact integer: a row count, or a sum ``S1 = ΣX``
-or ``S2 = ΣX²`` of fixed-point values ``X``. Secure aggregation adds vectors of uint64
-modulo 2**64, so each integer is written as ``k`` balanced base-2**48 digits
-``d_j ∈ [-2**47, 2**47)`` (stored two's-complement, mod 2**64) with
-``v = Σ d_j · 2**(48 j)``.
+Every aggregate a node releases is an integer: a row count, or a sum ``S1 = ΣX`` or
+``S2 = ΣX²`` of fixed-point values ``X``, exact but for an ``S2`` computed on the
+CENTERED tier, which is within a certified bound (:mod:`federation.query.centered`).
+Secure aggregation adds vectors of uint64 modulo 2**64, so each integer is written as
+``k`` balanced base-2**48 digits ``d_j ∈ [-2**47, 2**47)`` (stored two's-complement,
+mod 2**64) with ``v = Σ d_j · 2**(48 j)``.
 
 Why this is exact: the coordinator adds the digit vectors of at most :data:`MAX_NODES`
 (2**15) nodes, so each summed digit lies in ``[-2**62, 2**62)`` and is read back

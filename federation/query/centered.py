@@ -1,4 +1,4 @@
-"""The CENTERED tier: ``S2 = ΣX²`` from one compensated DOUBLE sum, certified per group.
+"""The CENTERED tiers: ``S2 = ΣX²`` from one compensated DOUBLE sum, certified per group.
 
 The exact tiers build ``S2`` from ten sums of limb products (:mod:`.column_sums`),
 which is most of the local query's cost. For a double column whose squares feed the
@@ -6,9 +6,9 @@ variances, CENTERED computes instead, per group, in DuckDB
 
     ``T = fsum(e·e)`` with ``e = fl(X - C)``
 
-where ``X = round(x·2**52)`` is held exactly as a DOUBLE, ``C`` is an integer offset
-near the column's mean on this node (:func:`center_offset`, exactly a DOUBLE), and
-``fsum`` is DuckDB's Kahan-compensated sum. Then, exactly in integers,
+where ``X = round(x·2**52)`` is held exactly as a DOUBLE, ``C = round(c·2**52)`` is the
+column's mean ``c`` on this node in the same units (:func:`center_offset`, exactly a
+DOUBLE), and ``fsum`` is DuckDB's Kahan-compensated sum. Then, exactly in integers,
 
     ``S2' = round(T) + 2·C·S1 - n·C²``
 
@@ -28,23 +28,28 @@ Certificate: the group's centred sum of squares ``M2 = S2 - S1²/n`` is at least
 ``E <= 2**-43 · (M2' - E)``, that is ``E <= 2**-43 · M2``. The pooled ``M2`` of all
 nodes is at least the sum of theirs (the spread between node means only adds to it),
 so every variance and standard deviation released is within a relative ``2**-43``
-(``1.1e-13``) of the exact one: 12 significant digits and more. A ``SUM(x*x)`` (also
-``S2``) is within the same fraction of its value. A group whose ``T`` is far above its
-``M2`` (its mean far from ``C``, a single row, equal values) fails the certificate, and
-the node reruns that column on the exact NARROW tier: the answer depends on the
-data only through which tier certified, never on chance.
+(``1.1e-13``) of the exact one: 12 significant digits and more. A group whose ``T`` is
+far above its ``M2`` (its mean far from ``C``, a single row, equal values) fails the
+certificate, and the node reruns that column on an exact tier: the answer depends on
+the data only through which tier certified, never on chance.
 
-The tier is not used with cross products (:func:`~.tiers.item_tiers`), under
-differential privacy (the node passes no centers), or on an expression of columns;
-``S1`` and the counts are exact as on NARROW, and values with ``|x| >= 2**11`` make the
-BIGINT cast fail and escalate, as on NARROW.
+``S1`` and the counts stay exact. CENTERED reads them as NARROW does (``X`` cast to
+BIGINT, which fails for ``|x| >= 2**11`` and sends the column to CENTERED_WIDE);
+CENTERED_WIDE as the reference tier does, for every accepted ``|x| < 2**41`` (values near
+1e7 varying by 0.1 run there). A node whose column mean is beyond ``2**11`` starts
+with CENTERED_WIDE. A group that does not certify on CENTERED reruns on NARROW, on
+CENTERED_WIDE on the reference tier.
+
+Neither tier is used with cross products or a ``SUM(x * x)`` (:func:`~.tiers.item_tiers`),
+under differential privacy (the node passes no centers), or on an expression of
+columns. The error of ``S2'`` depends on nothing but the node's own rows and mean.
 """
 
 from __future__ import annotations
 
 import math
 
-from federation.encoding import FixedPointFormat
+from federation.encoding import DOUBLE_LIMIT, FixedPointFormat
 from federation.query.layout import FieldKind
 from federation.query.plan import Centered, Plan, Sum
 from federation.query.sql_text import quote
@@ -62,19 +67,18 @@ ERROR_BITS = 49
 """``E = ceil(T / 2**ERROR_BITS) + 1`` bounds ``|S2' - S2|``."""
 TOLERANCE_BITS = 43
 """``S2'`` is accepted when ``E <= 2**-TOLERANCE_BITS`` of the group's centred ``M2``."""
-_CENTER_BITS = 20
-"""The offset ``C`` is the center rounded to a multiple of ``2**-20`` (in ``X`` units,
-of ``2**32``): few significant bits, so ``C`` is exactly a DOUBLE."""
 _MASK32 = "4294967295"
+_MASK26 = "67108863"
 _P52 = "CAST(4503599627370496 AS DOUBLE)"
 
 
 def center_offset(center: float | None) -> int | None:
-    """``C`` (in ``X`` units) for a column whose mean on this node is ``center``; None
-    when there is none to use (no values, or outside the NARROW range)."""
-    if center is None or not math.isfinite(center) or abs(center) >= NARROW_LIMIT:
+    """``C = round(center·2**52)`` (in ``X`` units) for a column whose mean on this node
+    is ``center``, exactly a DOUBLE; None when there is none to use (no values, or
+    outside the double range)."""
+    if center is None or not math.isfinite(center) or abs(center) > DOUBLE_LIMIT:
         return None
-    return round(math.ldexp(center, _CENTER_BITS)) << (52 - _CENTER_BITS)
+    return round(math.ldexp(center, 52))
 
 
 def centered_parts(
@@ -84,28 +88,49 @@ def centered_parts(
     offset: int,
     few_groups: bool,
     *,
+    wide: bool,
     raw: str,
     name: str,
 ) -> bool:
-    """Add the CENTERED stages and aggregates of column ``i``; True when its range check
-    is still needed (as on NARROW).
+    """Add the CENTERED (``wide``: CENTERED_WIDE) stages and aggregates of column ``i``;
+    True when its range check is still needed.
 
-    ``S1`` as on NARROW (two int64-safe sums with a GROUP BY of few slots, else one).
+    ``X = round(x·2**52)`` is an exact DOUBLE for every accepted ``|x| < 2**41``.
+    CENTERED: ``S1`` as on NARROW (``X`` cast to BIGINT, which fails for
+    ``|x| >= 2**11``; two int64-safe sums with a GROUP BY of few slots, else one).
+    CENTERED_WIDE: ``S1`` as the reference's split ``X = t·2**52 + f`` with
+    ``t = trunc(x)`` and ``f = round((x - t)·2**52)`` (:mod:`.column_sums`), ``f`` summed
+    in two 26-bit halves with few slots, so no sum leaves int64 for millions of rows.
     """
-    d, v, e = quote(f"#d{i}"), quote(f"#v{i}"), quote(f"#e{i}")
+    d, e = quote(f"#d{i}"), quote(f"#e{i}")
     plan.stages[0].append((f"#d{i}", f"round(CAST({raw} AS DOUBLE) * {_P52})"))
-    plan.stages[1] += [
-        (f"#v{i}", f"CAST({d} AS BIGINT)"),
-        (f"#e{i}", f"{d} - CAST({offset} AS DOUBLE)"),
-    ]
-    plan.add((FieldKind.COUNT, name), [Sum(f"count({v})")])
-    if few_groups:
-        plan.add((FieldKind.SUM, name), [Sum(f"sum({v} >> 32)", 32), Sum(f"sum({v} & {_MASK32})")])
+    plan.stages[1].append((f"#e{i}", f"{d} - CAST({offset} AS DOUBLE)"))
+    s1 = (FieldKind.SUM, name)
+    if wide:
+        t, x = quote(f"#t{i}"), quote(f"#x{i}")
+        tb, fb = quote(f"#tb{i}"), quote(f"#fb{i}")
+        plan.stages[0].append((f"#t{i}", f"trunc(CAST({raw} AS DOUBLE))"))
+        plan.stages[1] += [
+            (f"#tb{i}", f"CAST({t} AS BIGINT)"),
+            (f"#fb{i}", f"CAST(round((CAST({x} AS DOUBLE) - {t}) * {_P52}) AS BIGINT)"),
+        ]
+        plan.add((FieldKind.COUNT, name), [Sum(f"count({tb})")])
+        if few_groups:
+            halves = [Sum(f"sum({fb} >> 26)", 26), Sum(f"sum({fb} & {_MASK26})")]
+            plan.add(s1, [Sum(f"sum({tb})", 52), *halves])
+        else:
+            plan.add(s1, [Sum(f"sum({tb})", 52), Sum(f"sum({fb})")])
     else:
-        plan.add((FieldKind.SUM, name), [Sum(f"sum({v})")])
+        v = quote(f"#v{i}")
+        plan.stages[1].append((f"#v{i}", f"CAST({d} AS BIGINT)"))
+        plan.add((FieldKind.COUNT, name), [Sum(f"count({v})")])
+        if few_groups:
+            plan.add(s1, [Sum(f"sum({v} >> 32)", 32), Sum(f"sum({v} & {_MASK32})")])
+        else:
+            plan.add(s1, [Sum(f"sum({v})")])
     plan.centered[(FieldKind.SUM_SQUARES, name)] = Centered(i, len(plan.aggregates), offset)
     plan.aggregates.append(f"fsum({e} * {e})")
-    return not (fmt.lower <= -NARROW_LIMIT and fmt.upper >= NARROW_LIMIT)
+    return wide or not (fmt.lower <= -NARROW_LIMIT and fmt.upper >= NARROW_LIMIT)
 
 
 def centered_square(n: int, s1: int, total: object, offset: int) -> int | None:

@@ -159,11 +159,14 @@ def build_plan(
         if fmt is not None and agg.need_sum:
             if tier is Tier.SMALL:
                 check = small_parts(plan, i, fmt, raw=value, name=name)
-            elif tier is Tier.CENTERED:
+            elif tier in (Tier.CENTERED, Tier.CENTERED_WIDE):
                 if offsets is None or agg.column.name not in offsets:
-                    raise ValueError(f"column {agg.column.name!r} has no offset for CENTERED")
+                    raise ValueError(f"column {agg.column.name!r} has no offset for {tier}")
+                wide = tier is Tier.CENTERED_WIDE
                 offset = offsets[agg.column.name]
-                check = centered_parts(plan, i, fmt, offset, few_groups, raw=value, name=name)
+                check = centered_parts(
+                    plan, i, fmt, offset, few_groups, wide=wide, raw=value, name=name
+                )
             elif tier is Tier.NARROW:
                 check = narrow_parts(
                     plan, i, fmt, agg.need_squares, few_groups, raw=value, name=name

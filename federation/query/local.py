@@ -10,8 +10,9 @@ and when the data does not fit a tier (a value too large for it, or a DOUBLE sum
 does not certify as exact) it reruns with that column on a slower tier, down to the
 reference formulation; on a DuckDB error a cheap probe finds the columns too wide for
 their NARROW tier, and only when none is does every column fall to the reference.
-Which tier ran changes the time only, never the vector, and the rerun depends on
-nothing but the node's own data. Only per-group aggregates are fetched, never rows.
+Which tier ran changes the time only, never the vector (but for a CENTERED ``S2``,
+within its certified bound of the exact one), and the rerun depends on nothing but
+the node's own data. Only per-group aggregates are fetched, never rows.
 The range checks (values outside the encodable range, NaN, ±inf) run in the same
 query; a failing value is never echoed in an error.
 """
@@ -46,6 +47,7 @@ from federation.query.grouping_sets import RowReader, leading_columns
 from federation.query.groups import GroupColumn, GroupKey, key_columns
 from federation.query.layout import ColumnAggregation, FieldKind
 from federation.query.plan import Centered
+from federation.query.tiers import NARROW_LIMIT
 from federation.query.where import render_predicate
 from federation.schema import ColumnType
 
@@ -84,15 +86,14 @@ def _start_tiers(
     (CENTERED only for a column with an offset)."""
     options = item_tiers(bound)
     names = [a.column.name for a in bound.aggregations]
+    names += [""] * (len(options) - len(names))  # the product columns: never CENTERED
+    centered = (Tier.CENTERED, Tier.CENTERED_WIDE)
     if tiers is None:
-        return tuple(
-            next(t for t in o if t is not Tier.CENTERED or names[i] in offsets)
-            for i, o in enumerate(options)
-        )
-    if any(t is Tier.CENTERED and names[i] not in offsets for i, t in enumerate(tiers)):
-        raise ValueError("the CENTERED tier needs the column's center (centers=...)")
+        return tuple(_first_tier(o, offsets.get(names[i])) for i, o in enumerate(options))
     if len(tiers) != len(options) or any(t not in o for t, o in zip(tiers, options, strict=False)):
         raise ValueError(f"tiers {tiers} do not fit the query's columns, which allow {options}")
+    if any(t in centered and names[i] not in offsets for i, t in enumerate(tiers)):
+        raise ValueError("the CENTERED tiers need the column's center (centers=...)")
     return tiers
 
 
@@ -169,6 +170,16 @@ def compute_local(
     return _encode(bound, plan, rows)
 
 
+def _first_tier(options: tuple[Tier, ...], offset: int | None) -> Tier:
+    """An item's first tier: its fastest, but CENTERED only with an offset, and
+    CENTERED_WIDE first when the center itself is beyond NARROW's range."""
+    if offset is None:
+        return next(t for t in options if t not in (Tier.CENTERED, Tier.CENTERED_WIDE))
+    if Tier.CENTERED_WIDE in options and abs(offset) >= NARROW_LIMIT << 52:
+        return Tier.CENTERED_WIDE
+    return options[0]
+
+
 def _offsets_of(centers: Mapping[str, float | None] | None) -> dict[str, int]:
     """The CENTERED offsets of the columns with a usable center."""
     offsets = {}
@@ -212,7 +223,9 @@ def _run(
         }
         if not failed:
             return plan, rows
-        tiers = tuple(_next_tier(bound, i, t) if i in failed else t for i, t in enumerate(tiers))
+        tiers = tuple(
+            _uncertified_tier(bound, i, t) if i in failed else t for i, t in enumerate(tiers)
+        )
 
 
 def _escalate(
@@ -268,10 +281,23 @@ def _next_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
 
 
 def _wider_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
-    """The next tier of item ``i`` that accepts values too wide for ``tier``: past
-    NARROW, which CENTERED's values fail too."""
-    tier = _next_tier(bound, i, tier)
-    return _next_tier(bound, i, tier) if tier is Tier.NARROW else tier
+    """The tier of item ``i`` after values too wide for ``tier`` (NARROW or CENTERED,
+    which cast ``X`` to BIGINT): CENTERED_WIDE after CENTERED where the item has it,
+    else REFERENCE."""
+    if tier is Tier.CENTERED and Tier.CENTERED_WIDE in item_tiers(bound)[i]:
+        return Tier.CENTERED_WIDE
+    return Tier.REFERENCE
+
+
+def _uncertified_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
+    """The tier of item ``i`` after a sum on ``tier`` did not certify: an exact one
+    (NARROW after CENTERED; REFERENCE after CENTERED_WIDE, whose values were too wide
+    for NARROW)."""
+    if tier is Tier.CENTERED:
+        return Tier.NARROW
+    if tier is Tier.CENTERED_WIDE:
+        return Tier.REFERENCE
+    return _next_tier(bound, i, tier)
 
 
 def _centered(

@@ -12,6 +12,7 @@ import enum
 from federation.encoding import FixedPointFormat, LimbPlan
 from federation.query.bind import BoundQuery
 from federation.query.layout import ColumnAggregation
+from federation.query.outputs import ValueExpr, aggregates_of
 from federation.query.sql_text import double_literal, masked, quote
 from federation.schema import Column, ColumnType
 
@@ -36,6 +37,7 @@ class Tier(enum.Enum):
     ``S2`` on CENTERED (:mod:`federation.query.centered`)."""
 
     CENTERED = "centered"
+    CENTERED_WIDE = "centered_wide"
     SMALL = "small"
     NARROW = "narrow"
     REFERENCE = "reference"
@@ -52,6 +54,8 @@ def column_tiers(agg: ColumnAggregation) -> tuple[Tier, ...]:
     if fmt.limbs is LimbPlan.ONE:  # |X| <= 2**31: the reference is as cheap
         return (Tier.REFERENCE,)
     if agg.need_squares and agg.expression is None:
+        if fmt.limbs is LimbPlan.THREE:  # may hold values beyond NARROW's range
+            return (Tier.CENTERED, Tier.CENTERED_WIDE, Tier.NARROW, Tier.REFERENCE)
         return (Tier.CENTERED, Tier.NARROW, Tier.REFERENCE)
     return (Tier.NARROW, Tier.REFERENCE)
 
@@ -82,13 +86,32 @@ def item_tiers(bound: BoundQuery) -> list[tuple[Tier, ...]]:
     :func:`column_tiers`), then the product columns (:func:`product_columns`,
     :func:`split_tiers`).
 
-    CENTERED is left out when the query has cross products: a ``ΣXY`` is exact, and
-    with a ``ΣX²`` that is not, a correlation of a column with itself could pass 1.
+    CENTERED is left out when the query has cross products (a ``ΣXY`` is exact, and with
+    a ``ΣX²`` that is not, a correlation of a column with itself could pass 1), and for
+    a column whose ``SUM(x * x)`` is asked for: sums are exact.
     """
-    tiers = [column_tiers(a) for a in bound.aggregations]
-    if bound.products:
-        tiers = [tuple(t for t in options if t is not Tier.CENTERED) for options in tiers]
+    summed = _summed_squares(bound)
+    centered = (Tier.CENTERED, Tier.CENTERED_WIDE)
+    tiers = [
+        tuple(t for t in column_tiers(a) if t not in centered)
+        if bound.products or a.column.name in summed
+        else column_tiers(a)
+        for a in bound.aggregations
+    ]
     return tiers + [split_tiers(fmt) for _, fmt in product_columns(bound)]
+
+
+def _summed_squares(bound: BoundQuery) -> set[str]:
+    """The columns ``a`` of every ``SUM(a * a)`` the query reads (output or HAVING)."""
+    exprs: list[ValueExpr] = [out.source for out in bound.outputs]
+    if bound.having is not None:
+        exprs.append(bound.having)
+    return {
+        agg.column
+        for expr in exprs
+        for agg in aggregates_of(expr)
+        if agg.column is not None and agg.column2 == agg.column
+    }
 
 
 def narrow_probes(bound: BoundQuery, tiers: tuple[Tier, ...]) -> list[tuple[int, str]]:

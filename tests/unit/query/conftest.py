@@ -10,7 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+import federation.query.local as local
 from federation.query import bind_query, compute_local, finalize, parse_query
+from federation.query.bind import BoundQuery
+from federation.query.formulation import Plan, Tier
 from federation.schema import Column, ColumnType, DatasetSchema
 from federation.table import ResultTable
 
@@ -75,3 +78,19 @@ def federated() -> Callable[..., ResultTable]:
         return run_federated(sql, schema, partitions)[0]
 
     return run
+
+
+@pytest.fixture
+def tried(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Tier, ...]]:
+    """The tiers of every local query compute_local runs, in order."""
+    calls: list[tuple[Tier, ...]] = []
+    build = local.build_plan
+
+    def recording(
+        bound: BoundQuery, tiers: tuple[Tier, ...], offsets: Mapping[str, int] | None = None
+    ) -> Plan:
+        calls.append(tiers)
+        return build(bound, tiers, offsets)
+
+    monkeypatch.setattr(local, "build_plan", recording)
+    return calls

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -11,32 +10,14 @@ import duckdb
 import numpy as np
 import pytest
 
-import federation.query.local as local
 from federation.errors import DataError, ValueOutOfRangeError
 from federation.query import bind_query, compute_local, finalize, local_sql, parse_query
-from federation.query.bind import BoundQuery
-from federation.query.formulation import Plan, Tier, column_tiers, reference_tiers
+from federation.query.formulation import Tier, column_tiers, reference_tiers
 from federation.schema import Column, ColumnType, DatasetSchema
 
 from .conftest import Partition, arrow_table
 
 NARROW_EDGE = math.nextafter(2.0**11, 0.0)
-
-
-@pytest.fixture
-def tried(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Tier, ...]]:
-    """The tiers of every local query compute_local runs, in order."""
-    calls: list[tuple[Tier, ...]] = []
-    build = local.build_plan
-
-    def recording(
-        bound: BoundQuery, tiers: tuple[Tier, ...], offsets: Mapping[str, int] | None = None
-    ) -> Plan:
-        calls.append(tiers)
-        return build(bound, tiers, offsets)
-
-    monkeypatch.setattr(local, "build_plan", recording)
-    return calls
 
 
 def vectors(
