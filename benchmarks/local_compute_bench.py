@@ -2,23 +2,25 @@
 
     python benchmarks/local_compute_bench.py [--rows 1000000] [--groups 10] [--repeat 15]
 
-Writes one Parquet file with DuckDB (a categorical ``g``, a double ``x`` ~ N(50, 10) and an
-integer ``y`` uniform in [0, 1000)) and reads it through a view that casts every column
-to its declared type, as a node does. For each case it times, on one DuckDB thread:
+Writes one Parquet file with DuckDB (a categorical ``g``, a double ``x`` ~ N(50, 10), a
+double ``h`` near 1e7 varying by 0.1 and an integer ``y`` uniform in [0, 1000)) and
+reads it through a view that casts every column to its declared type, as a node does.
+For each case it times, on one DuckDB thread:
 
 * ``compute_local``: the whole node-local step (exact per-group integers, the uint64
   vector) for ``SELECT [g,] COUNT(*), AVG(c)[, VAR_SAMP(c)] FROM d [GROUP BY g]``, with
-  its default (fastest applicable) tiers: "exact";
+  its default (fastest applicable exact) tiers: "exact";
 * the same with every column on the reference tier, the formulation nodes used before
   the fast tiers existed (the same SQL up to its projection lists): "reference";
 * the same given the double columns' means, as a node passes them: the variances of a
-  double column then run on the CENTERED tier, within a certified 2**-43 of the exact
+  double column then run on a CENTERED tier, within a certified 2**-43 of the exact
   value (:mod:`federation.query.centered`): "node";
 * the same SELECT run as a plain DuckDB query (floating point, not exact): "plain".
 
 Columns: ``x`` is an unbounded double, ``xb`` the same values declared with bounds
-[-1000, 1000], ``y`` an integer. Timings are the minimum of ``--repeat`` runs, taken in
-interleaved rounds (the machine is shared and noisy), in ms per 10**6 rows.
+[-1000, 1000], ``h`` the issue's hard data, ``y`` an integer. Timings are the minimum
+of ``--repeat`` runs, taken in interleaved rounds (the machine is shared and noisy), in
+ms per 10**6 rows.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from federation.schema import Column, ColumnType, DatasetSchema
 CASES = [
     ("double unbounded", "x"),
     ("double bounded", "xb"),
+    ("double near 1e7", "h"),
     ("integer", "y"),
 ]
 
@@ -51,6 +54,7 @@ def make_schema(groups: int) -> DatasetSchema:
             Column("g", ColumnType.CATEGORICAL, domain=tuple(f"g{i}" for i in range(groups))),
             Column("x", ColumnType.DOUBLE),
             Column("xb", ColumnType.DOUBLE, bounds=(-1000.0, 1000.0)),
+            Column("h", ColumnType.DOUBLE),
             Column("y", ColumnType.INTEGER),
         ),
     )
@@ -63,6 +67,7 @@ def write_data(path: Path, rows: int, groups: int) -> None:
         {
             "g": labels[gen.integers(0, groups, rows)],
             "x": gen.normal(50.0, 10.0, rows),
+            "h": 1e7 + 0.1 * gen.random(rows),
             "y": gen.integers(0, 1000, rows, dtype=np.int64),
         }
     )
@@ -98,7 +103,7 @@ def main() -> None:
         con = duckdb.connect(config={"threads": 1})
         con.execute(
             "CREATE VIEW d AS SELECT CAST(g AS VARCHAR) AS g, CAST(x AS DOUBLE) AS x, "
-            "CAST(x AS DOUBLE) AS xb, CAST(y AS BIGINT) AS y "
+            "CAST(x AS DOUBLE) AS xb, CAST(h AS DOUBLE) AS h, CAST(y AS BIGINT) AS y "
             f"FROM read_parquet('{path}')"
         )
         scale = 1e3 * 1e6 / args.rows
@@ -107,9 +112,9 @@ def main() -> None:
             f"{'case':<18} {'query':<20} {'grouping':<8} {'reference':>9} {'exact':>7} "
             f"{'node':>6} {'plain':>6} {'ref/plain':>9} {'exact/plain':>11} {'node/plain':>10}"
         )
-        row = con.execute("SELECT avg(x), avg(xb) FROM d").fetchone()
+        row = con.execute("SELECT avg(x), avg(xb), avg(h) FROM d").fetchone()
         assert row is not None
-        centers = {"x": row[0], "xb": row[1]}
+        centers = {"x": row[0], "xb": row[1], "h": row[2]}
         for label, stats, grouping, sql in cases():
             bound = bind_query(parse_query(sql), schema)
             reference = reference_tiers(bound)

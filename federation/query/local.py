@@ -171,12 +171,13 @@ def compute_local(
 
 
 def _first_tier(options: tuple[Tier, ...], offset: int | None) -> Tier:
-    """An item's first tier: its fastest, but CENTERED only with an offset, and
-    CENTERED_WIDE first when the center itself is beyond NARROW's range."""
+    """An item's first tier: its fastest, but CENTERED only with an offset, and none
+    that casts ``X`` to BIGINT (NARROW, CENTERED) when the column's mean on this node is
+    itself beyond their range: some value is, and the query would only fail first."""
     if offset is None:
         return next(t for t in options if t not in (Tier.CENTERED, Tier.CENTERED_WIDE))
-    if Tier.CENTERED_WIDE in options and abs(offset) >= NARROW_LIMIT << 52:
-        return Tier.CENTERED_WIDE
+    if abs(offset) >= NARROW_LIMIT << 52:
+        return next(t for t in options if t not in (Tier.CENTERED, Tier.NARROW))
     return options[0]
 
 

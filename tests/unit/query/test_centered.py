@@ -161,6 +161,17 @@ def test_a_center_beyond_narrow_starts_on_centered_wide(tried: list[tuple[Tier, 
     _check_against_exact(data, finalize(bound, vector).rows)
 
 
+def test_a_center_beyond_narrow_skips_narrow_without_squares(
+    tried: list[tuple[Tier, ...]],
+) -> None:
+    data = {"g": ["a", "b", "a"], "x": [1e7, 1e7 + 0.5, 3e6]}
+    bound = bind_query(parse_query("SELECT g, AVG(x) FROM d GROUP BY g"), SCHEMA)
+    con = _connect(data)
+    vector = compute_local(bound, con, "node", centers={"x": _mean(data["x"])})
+    assert tried == [(Tier.REFERENCE,)]
+    assert np.array_equal(vector, compute_local(bound, con, "node"))  # NARROW first, then
+
+
 def test_wide_groups_that_do_not_certify_rerun_on_the_reference(
     tried: list[tuple[Tier, ...]],
 ) -> None:
