@@ -53,6 +53,8 @@ class LocalData:
 
     def __init__(self, datasets: tuple[DatasetConfig, ...], *, threads: int = 1) -> None:
         self._con = duckdb.connect(":memory:", config={"threads": threads})
+        self.threads = threads
+        """The DuckDB threads every query runs with."""
         self._lock = threading.Lock()
         self._datasets = {d.schema.name: d for d in datasets}
         self._index = {d.schema.name: i for i, d in enumerate(datasets)}

@@ -179,7 +179,9 @@ def compute_checked(
     try:
         # Under DP the relation is clipped and the vector must be exact: no centers.
         centers = data.centers(bound.dataset) if noise is None else None
-        vector = compute_local(bound, cursor, relation, typed=True, centers=centers)
+        vector = compute_local(
+            bound, cursor, relation, typed=True, centers=centers, threads=data.threads
+        )
     finally:
         cursor.close()
     policy = data.policy(bound.dataset)

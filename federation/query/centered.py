@@ -18,10 +18,11 @@ with ``n`` and ``S1 = ΣX`` the group's exact count and sum. The identity
 
 * ``e`` and ``e·e`` each round once (relative ``u = 2**-53``), so every summand is within
   ``3.001u`` of ``(X - C)²``; Kahan summation of non-negative terms adds at most
-  ``(2u + O(n·u²))·Σ`` (Higham, *Accuracy and Stability*, §4.3), per thread, and each
-  combination of thread states a few ``u`` more; rounding ``T`` adds 1/2.
-* So ``|S2' - S2| <= E`` with ``E = ceil(T / 2**49) + 1`` (``16u·T + 1``, a margin of
-  3x over one thread's bound; it covers a dozen DuckDB threads).
+  ``(2u + O(n·u²))·Σ`` (Higham, *Accuracy and Stability*, §4.3) per DuckDB thread, and
+  adding up the ``p`` threads' partial sums, plainly at worst, ``(p - 1)·u·Σ`` more;
+  rounding ``T`` adds 1/2.
+* So ``|S2' - S2| <= E`` with ``E = ceil((8 + p)·u·T) + 1``: at least ``3u·T`` above the
+  worst case, for the ``p`` threads the node's DuckDB runs with (one by default).
 
 Certificate: the group's centred sum of squares ``M2 = S2 - S1²/n`` is at least
 ``M2' - E`` (``M2'`` from ``S2'``); the node accepts ``S2'`` only when
@@ -56,15 +57,15 @@ from federation.query.sql_text import quote
 from federation.query.tiers import NARROW_LIMIT
 
 __all__ = [
-    "ERROR_BITS",
+    "ERROR_MARGIN",
     "TOLERANCE_BITS",
     "center_offset",
     "centered_parts",
     "centered_square",
 ]
 
-ERROR_BITS = 49
-"""``E = ceil(T / 2**ERROR_BITS) + 1`` bounds ``|S2' - S2|``."""
+ERROR_MARGIN = 8
+"""``E = ceil((ERROR_MARGIN + threads)·2**-53·T) + 1`` bounds ``|S2' - S2|``."""
 TOLERANCE_BITS = 43
 """``S2'`` is accepted when ``E <= 2**-TOLERANCE_BITS`` of the group's centred ``M2``."""
 _MASK32 = "4294967295"
@@ -133,14 +134,15 @@ def centered_parts(
     return wide or not (fmt.lower <= -NARROW_LIMIT and fmt.upper >= NARROW_LIMIT)
 
 
-def centered_square(n: int, s1: int, total: object, offset: int) -> int | None:
-    """``S2'`` of one group from its count ``n``, exact ``S1`` and ``T`` (``total``), or
-    None when the certificate fails (see the module docstring)."""
+def centered_square(n: int, s1: int, total: object, offset: int, threads: int = 1) -> int | None:
+    """``S2'`` of one group from its count ``n``, exact ``S1`` and ``T`` (``total``,
+    summed by a DuckDB of ``threads`` threads), or None when the certificate fails (see
+    the module docstring)."""
     if n == 0:
         return 0 if total is None or total == 0.0 else None
     if not isinstance(total, float) or not 0.0 <= total < math.inf:
         return None
-    error = math.ceil(math.ldexp(total, -ERROR_BITS)) + 1
+    error = math.ceil(math.ldexp(total, -53) * (ERROR_MARGIN + max(1, threads))) + 1
     square = round(total) + 2 * offset * s1 - n * offset * offset
     if ((1 << TOLERANCE_BITS) + 1) * error * n > n * square - s1 * s1:
         return None

@@ -133,6 +133,7 @@ def compute_local(
     tiers: tuple[Tier, ...] | None = None,
     typed: bool = False,
     centers: Mapping[str, float | None] | None = None,
+    threads: int = 1,
 ) -> npt.NDArray[np.uint64]:
     """Compute this node's aggregate vector for ``bound``.
 
@@ -153,6 +154,8 @@ def compute_local(
             it will do): lets the variances use the CENTERED tier, whose ``S2`` is
             within a certified ``2**-43`` of each group's centred sum of squares
             (:mod:`federation.query.centered`). Without it every quantity is exact.
+        threads: The DuckDB threads ``con`` runs with (the CENTERED bound grows with
+            them).
 
     Returns:
         The uint64 vector of length ``bound.vector_length``.
@@ -166,8 +169,9 @@ def compute_local(
     if not typed:
         _check_relation(bound, con, relation)
     offsets = _offsets_of(centers)
-    plan, rows = _run(bound, con, relation, _start_tiers(bound, tiers, offsets), offsets)
-    return _encode(bound, plan, rows)
+    start = _start_tiers(bound, tiers, offsets)
+    plan, rows = _run(bound, con, relation, start, offsets=offsets, threads=threads)
+    return _encode(bound, plan, rows, threads)
 
 
 def _first_tier(options: tuple[Tier, ...], offset: int | None) -> Tier:
@@ -196,7 +200,9 @@ def _run(
     con: duckdb.DuckDBPyConnection,
     relation: str,
     tiers: tuple[Tier, ...],
+    *,
     offsets: dict[str, int],
+    threads: int,
 ) -> tuple[Plan, Rows]:
     """Run the local query from ``tiers`` on, escalating until a formulation applies."""
     while True:
@@ -220,7 +226,7 @@ def _run(
         failed |= {
             c.item
             for key, c in plan.centered.items()
-            if any(_centered(plan, key, c, row, ngroups) is None for row in rows)
+            if any(_centered(plan, key, c, row, ngroups, threads=threads) is None for row in rows)
         }
         if not failed:
             return plan, rows
@@ -302,12 +308,18 @@ def _uncertified_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
 
 
 def _centered(
-    plan: Plan, key: tuple[FieldKind, str | None], c: Centered, row: tuple[object, ...], lead: int
+    plan: Plan,
+    key: tuple[FieldKind, str | None],
+    c: Centered,
+    row: tuple[object, ...],
+    lead: int,
+    *,
+    threads: int,
 ) -> int | None:
     """The CENTERED ``S2`` of one group, or None when it does not certify."""
     n = _quantity(plan.quantities[(FieldKind.COUNT, key[1])], row, lead)
     s1 = _quantity(plan.quantities[(FieldKind.SUM, key[1])], row, lead)
-    return centered_square(n, s1, row[lead + c.aggregate], c.offset)
+    return centered_square(n, s1, row[lead + c.aggregate], c.offset, threads)
 
 
 def _quantity(parts: list[tuple[int, int]], row: tuple[object, ...], lead: int) -> int:
@@ -433,7 +445,7 @@ def _offsets(
     return offset
 
 
-def _encode(bound: BoundQuery, plan: Plan, rows: Rows) -> npt.NDArray[np.uint64]:
+def _encode(bound: BoundQuery, plan: Plan, rows: Rows, threads: int) -> npt.NDArray[np.uint64]:
     """The vector from the local query's rows: each row is one group of one grouping set
     (told by the columns after the keys when there are several,
     :class:`~federation.query.grouping_sets.RowReader`), written into the slots of every
@@ -473,7 +485,7 @@ def _encode(bound: BoundQuery, plan: Plan, rows: Rows) -> npt.NDArray[np.uint64]
                 value = (
                     _quantity(parts, rows[i], lead)
                     if centered is None
-                    else _centered(plan, key, centered, rows[i], lead) or 0
+                    else _centered(plan, key, centered, rows[i], lead, threads=threads) or 0
                 )
                 if field.kind is FieldKind.ROWS and sets[0] == 0:
                     total_rows += value

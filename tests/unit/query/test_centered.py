@@ -16,7 +16,7 @@ from federation.encoding import DOUBLE_LIMIT, round_half_away
 from federation.errors import DataError, ValueOutOfRangeError
 from federation.query import bind_query, compute_local, finalize, parse_query
 from federation.query.centered import (
-    ERROR_BITS,
+    ERROR_MARGIN,
     TOLERANCE_BITS,
     center_offset,
     centered_square,
@@ -206,10 +206,11 @@ def test_the_certificate() -> None:
     assert centered_square(2, 0, 2.0**61, 0) == 2**61
     # the same T claimed for rows with mean 2**30: M2 = 0, nothing certifies
     assert centered_square(2, 2**31, 2.0**61, 0) is None
-    # mean 2**30 and M2 = T - 2**61: certified while T / M2 <= 2**(ERROR_BITS - TOLERANCE_BITS)
-    assert ERROR_BITS - TOLERANCE_BITS == 6
+    # mean 2**30 and M2 = T - 2**61: certified while T / M2 <= 2**10 / (8 + threads)
+    assert (ERROR_MARGIN, TOLERANCE_BITS) == (8, 43)
     assert centered_square(2, 2**31, 2.0**61 + 2.0**56, 0) == 2**61 + 2**56  # T / M2 = 33
     assert centered_square(2, 2**31, 2.0**61 + 2.0**54, 0) is None  # T / M2 = 129
+    assert centered_square(2, 2**31, 2.0**61 + 2.0**56, 0, threads=32) is None  # 33 > 25.6
 
 
 @pytest.mark.parametrize("center", [None, math.nan, math.inf, -math.inf, 2.0**41, -(2.0**42)])
