@@ -14,7 +14,8 @@ Which tier ran changes the time only, never the vector (but for a CENTERED ``S2`
 within its certified bound of the exact one), and the rerun depends on nothing but
 the node's own data. Only per-group aggregates are fetched, never rows.
 The range checks (values outside the encodable range, NaN, ±inf) run in the same
-query; a failing value is never echoed in an error.
+query; a failing value is never echoed in an error (:mod:`federation.query.local_errors`
+finds and names what failed).
 """
 
 from __future__ import annotations
@@ -35,17 +36,14 @@ from federation.query.formulation import (
     Plan,
     Tier,
     build_plan,
-    domain_error,
     item_tiers,
     narrow_probes,
-    quote,
-    range_condition,
     render,
-    string_literal,
 )
 from federation.query.grouping_sets import RowReader, leading_columns
-from federation.query.groups import GroupColumn, GroupKey, key_columns
-from federation.query.layout import ColumnAggregation, FieldKind
+from federation.query.groups import key_columns
+from federation.query.layout import FieldKind
+from federation.query.local_errors import diagnose, evaluation_error, failed_check, unknown_group
 from federation.query.plan import Centered
 from federation.query.tiers import NARROW_LIMIT
 from federation.query.where import render_predicate
@@ -62,8 +60,6 @@ _ACCEPTED_TYPES: dict[ColumnType, frozenset[str]] = {
     ColumnType.CATEGORICAL: frozenset({"varchar", "enum"}),
     ColumnType.TEXT: frozenset({"varchar"}),
 }
-# DuckDB errors raised before any row is read: their messages cannot quote data values.
-_SAFE_MESSAGE_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException)
 
 Rows = list[tuple[object, ...]]
 _HALF_DIGIT = 1 << (DIGIT_BITS - 1)
@@ -216,12 +212,12 @@ def _run(
                 # reference formulation reproduces and reports.
                 tiers = _escalate(bound, con, relation, tiers)
                 continue
-            _diagnose(bound, con, relation)
-            raise _evaluation_error(exc) from None
+            diagnose(bound, con, relation)
+            raise evaluation_error(exc) from None
         for index, error in plan.checks:
             if any(row[ngroups + index] for row in rows):
-                _diagnose(bound, con, relation)
-                raise _failed_check(bound, con, relation, plan.combined.get(index), error)
+                diagnose(bound, con, relation)
+                raise failed_check(bound, con, relation, plan.combined.get(index), error)
         failed = {i for index, i in plan.certified if not _certified(rows, ngroups + index)}
         failed |= {
             c.item
@@ -260,26 +256,6 @@ def _escalate(
     if not wide:
         return reference
     return tuple(_wider_tier(bound, i, t) if i in wide else t for i, t in enumerate(tiers))
-
-
-def _failed_check(
-    bound: BoundQuery,
-    con: duckdb.DuckDBPyConnection,
-    relation: str,
-    parts: list[tuple[str, DataError]] | None,
-    error: DataError,
-) -> DataError:
-    """The error of a failed check; for checks counted together, of the first that fails."""
-    if not parts:
-        return error
-    sql = f"SELECT {', '.join(f'count_if(NOT ({c}))' for c, _ in parts)} FROM {relation}"  # noqa: S608
-    if bound.where is not None:
-        sql += f" WHERE {render_predicate(bound.where)}"
-    try:
-        row = con.execute(sql).fetchall()[0]  # an ungrouped aggregate: exactly one row
-    except duckdb.Error as exc:
-        return _evaluation_error(exc)
-    return next((e for count, (_, e) in zip(row, parts, strict=True) if count), error)
 
 
 def _next_tier(bound: BoundQuery, i: int, tier: Tier) -> Tier:
@@ -338,67 +314,6 @@ def _certified(rows: Rows, column: int) -> bool:
     return True
 
 
-def _evaluation_error(exc: duckdb.Error) -> DataError:
-    if isinstance(exc, _SAFE_MESSAGE_ERRORS):  # about the query or relation, not the data
-        return DataError(f"the node's DuckDB could not run the local query: {exc}")
-    return DataError(
-        f"evaluating the query on this node's data failed (DuckDB {type(exc).__name__}), "
-        "e.g. a division by zero or an integer overflow in the WHERE clause; the DuckDB "
-        "message is withheld because it may quote data values"
-    )
-
-
-def _diagnose(bound: BoundQuery, con: duckdb.DuckDBPyConnection, relation: str) -> None:
-    """Find which column made the local query fail or flag a value; raise its error."""
-    probes: list[tuple[str, DataError]] = []
-    numeric = [(a, a.need_sum) for a in bound.aggregations]
-    numeric += [
-        (ColumnAggregation(c, fmt, need_sum=True, need_squares=False), True)
-        for p in bound.products
-        for c, fmt in ((p.left, p.left_format), (p.right, p.right_format))
-    ]
-    for agg, need_sum in numeric:
-        raw, col, fmt = quote(agg.column.name), agg.column, agg.format
-        what = f"column {col.name!r}"
-        if agg.expression is not None and fmt is not None:
-            raw, what = agg.expression, f"the {fmt.column}"
-        if fmt is not None and need_sum:
-            if col.type is ColumnType.DOUBLE:
-                probes.append(
-                    (
-                        f"count_if(NOT isfinite({raw}))",
-                        DataError(
-                            f"{what} holds NaN or infinite values, which cannot "
-                            "be aggregated; clean the data or filter them out with WHERE"
-                        ),
-                    )
-                )
-            probes.append(
-                (f"count_if(NOT ({range_condition(raw, fmt)}))", fmt.out_of_range_error())
-            )
-        elif col.type is ColumnType.CATEGORICAL:
-            domain = ", ".join(string_literal(v) for v in col.domain)
-            probes.append((f"count_if(NOT ({raw} IN ({domain})))", domain_error(col)))
-    for key in bound.group_keys:
-        if not isinstance(key.expression, GroupColumn):
-            continue
-        col = bound.schema.column(key.expression.column)
-        domain = ", ".join(string_literal(v) for v in col.domain)
-        probes.append((f"count_if(NOT ({quote(col.name)} IN ({domain})))", domain_error(col)))
-    if not probes:
-        return
-    sql = f"SELECT {', '.join(p for p, _ in probes)} FROM {relation}"  # noqa: S608
-    if bound.where is not None:
-        sql += f" WHERE {render_predicate(bound.where)}"
-    try:
-        row = con.execute(sql).fetchall()[0]  # an ungrouped aggregate: exactly one row
-    except duckdb.Error as exc:
-        raise _evaluation_error(exc) from None
-    for count, (_, error) in zip(row, probes, strict=True):
-        if count:
-            raise error
-
-
 def _exact(cell: object) -> int:
     """An aggregate of the local query as an exact int (NULL sums of no rows are 0).
 
@@ -412,15 +327,6 @@ def _exact(cell: object) -> int:
     if not isinstance(cell, int):
         raise TypeError(f"local aggregate returned {type(cell).__name__}, expected an integer")
     return cell
-
-
-def _unknown_group(bound: BoundQuery, key: GroupKey) -> DataError:
-    if isinstance(key.expression, GroupColumn):
-        return domain_error(bound.schema.column(key.expression.column))
-    return DataError(
-        f"a row falls outside the groups of GROUP BY {key.name}, which are fixed in advance; "
-        "check the column's declared bounds"
-    )
 
 
 def _offsets(
@@ -439,7 +345,7 @@ def _offsets(
         found = [null if column[i] is None else lookup.get(column[i], -1) for i in indices]
         position = np.array(found, dtype=np.int64)
         if (position < 0).any():
-            raise _unknown_group(bound, key)
+            raise unknown_group(bound, key)
         offset += position * stride
         stride *= null + 1
     return offset
