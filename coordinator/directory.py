@@ -107,6 +107,10 @@ class Directory:
         # The registrations, mirrored in memory (the store is the durable copy).
         self._known: dict[str, NodeRow] = {row.name: row for row in store.nodes()}
         self._lock = threading.Lock()
+        # Held across a registration's or a removal's store write and its in-memory
+        # change, so the store and the directory agree whichever comes first (taken
+        # before ``_lock``, never inside it).
+        self._membership = threading.Lock()
         self._sessions: dict[str, NodeSession] = {}
         self._detach_listeners: list[Callable[[NodeSession], None]] = []
         # Each node's DP ledger as last reported: (node, dataset, analyst) -> spend.
@@ -139,6 +143,38 @@ class Directory:
         if unknown:
             raise ConfigError(f"node {name!r} declares policies for unserved dataset(s) {unknown}")
         policies = {d: registration.policy(d) for d in datasets}
+        with self._membership:
+            session = self._record(
+                registration, outbox, peer, certificate, datasets=datasets, policies=policies
+            )
+            with self._lock:
+                old = self._sessions.get(name)
+                self._sessions[name] = session
+        if old is not None:
+            log.warning("node %s registered again from %s; closing its older stream", name, peer)
+            self._go_offline(
+                old,
+                SessionReplacedError(
+                    f"node {name!r} registered again from {peer}; the coordinator closed "
+                    "this older stream (two agents must not serve as one node)"
+                ),
+            )
+        log.info("node %s registered from %s serving %s", name, peer, sorted(datasets))
+        return session
+
+    def _record(
+        self,
+        registration: Registration,
+        outbox: Outbox,
+        peer: str,
+        certificate: bytes,
+        *,
+        datasets: dict[str, DatasetSchema],
+        policies: dict[str, Policy],
+    ) -> NodeSession:
+        """Store a validated registration, list it, and make its session (its pending
+        audit receipts taken)."""
+        name = registration.node_name
         declared = tuple(sorted(policies.items()))
         self._store.record_registration(
             name,
@@ -167,19 +203,6 @@ class Directory:
         )
         for entry in registration.audit_pending:
             session.receipt(entry)
-        with self._lock:
-            old = self._sessions.get(name)
-            self._sessions[name] = session
-        if old is not None:
-            log.warning("node %s registered again from %s; closing its older stream", name, peer)
-            self._go_offline(
-                old,
-                SessionReplacedError(
-                    f"node {name!r} registered again from {peer}; the coordinator closed "
-                    "this older stream (two agents must not serve as one node)"
-                ),
-            )
-        log.info("node %s registered from %s serving %s", name, peer, sorted(datasets))
         return session
 
     def detach(self, session: NodeSession) -> None:
@@ -234,20 +257,21 @@ class Directory:
             ConfigError: The node is online (stop its agent, or revoke its
                 certificate, first).
         """
-        with self._lock:
-            if name in self._sessions:
-                raise ConfigError(
-                    f"node {name!r} is online; stop its agent (or revoke its certificate) "
-                    "before removing it from the directory"
-                )
-            if self._known.pop(name, None) is None:
-                raise UnknownNodeError(
-                    f"no node named {name!r} is in the directory; known nodes: "
-                    f"{sorted(self._known)}"
-                )
-            for key in [k for k in self._budgets if k[0] == name]:
-                del self._budgets[key]
-        self._store.forget_node(name, by)
+        with self._membership:
+            with self._lock:
+                if name in self._sessions:
+                    raise ConfigError(
+                        f"node {name!r} is online; stop its agent (or revoke its "
+                        "certificate) before removing it from the directory"
+                    )
+                if self._known.pop(name, None) is None:
+                    raise UnknownNodeError(
+                        f"no node named {name!r} is in the directory; known nodes: "
+                        f"{sorted(self._known)}"
+                    )
+                for key in [k for k in self._budgets if k[0] == name]:
+                    del self._budgets[key]
+            self._store.forget_node(name, by)
         log.info("node %s removed from the directory by %s", name, by)
 
     def _rows(self) -> list[NodeRow]:

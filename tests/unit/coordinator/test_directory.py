@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 from coordinator.directory import Directory
@@ -88,6 +91,54 @@ def test_forgetting_an_offline_node_removes_it_and_survives_a_restart() -> None:
     assert [n.name for n in Directory(store).nodes()] == ["n2"]  # as the store has it
     with pytest.raises(UnknownNodeError):
         d.forget("n1", "admin")
+
+
+class _PausingStore(Store):
+    """A store whose next registration write waits for ``release`` once it is made."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.paused = threading.Event()
+        self.release = threading.Event()
+        self.pause_next = False
+
+    def record_registration(self, *args: Any, **kwargs: Any) -> None:
+        super().record_registration(*args, **kwargs)
+        if self.pause_next:
+            self.pause_next = False
+            self.paused.set()
+            assert self.release.wait(10)
+
+
+def test_a_removal_racing_a_registration_leaves_store_and_directory_agreeing() -> None:
+    store = _PausingStore()
+    d = Directory(store)
+    d.detach(d.attach(Registration("n1", (A,)), QueueOutbox(), "p"))  # known, offline
+    store.pause_next = True
+    registering = threading.Thread(
+        target=d.attach, args=(Registration("n1", (A,)), QueueOutbox(), "p")
+    )
+    registering.start()
+    assert store.paused.wait(10)  # n1's row is written, its session not yet listed
+    outcome: list[BaseException | None] = []
+
+    def forget() -> None:
+        try:
+            d.forget("n1", "admin")
+            outcome.append(None)
+        except ConfigError as exc:
+            outcome.append(exc)
+
+    forgetting = threading.Thread(target=forget)
+    forgetting.start()
+    forgetting.join(0.3)
+    assert forgetting.is_alive()  # waits for the registration to finish
+    store.release.set()
+    registering.join(10)
+    forgetting.join(10)
+    assert isinstance(outcome[0], ConfigError)  # by then n1 is online
+    assert [n.name for n in d.nodes()] == ["n1"]
+    assert [n.name for n in Directory(store).nodes()] == ["n1"]  # the store agrees
 
 
 def test_reconnect_replaces_the_old_session_and_closes_it() -> None:
