@@ -51,8 +51,9 @@ from __future__ import annotations
 import math
 
 from federation.encoding import DOUBLE_LIMIT, FixedPointFormat
+from federation.query.column_sums import P52, bigint_sums, trunc_sums
 from federation.query.layout import FieldKind
-from federation.query.plan import Centered, Plan, Sum
+from federation.query.plan import Centered, Plan
 from federation.query.sql_text import quote
 from federation.query.tiers import NARROW_LIMIT
 
@@ -68,9 +69,6 @@ ERROR_MARGIN = 8
 """``E = ceil((ERROR_MARGIN + threads)·2**-53·T) + 1`` bounds ``|S2' - S2|``."""
 TOLERANCE_BITS = 43
 """``S2'`` is accepted when ``E <= 2**-TOLERANCE_BITS`` of the group's centred ``M2``."""
-_MASK32 = "4294967295"
-_MASK26 = "67108863"
-_P52 = "CAST(4503599627370496 AS DOUBLE)"
 
 
 def center_offset(center: float | None) -> int | None:
@@ -100,35 +98,17 @@ def centered_parts(
     CENTERED: ``S1`` as on NARROW (``X`` cast to BIGINT, which fails for
     ``|x| >= 2**11``; two int64-safe sums with a GROUP BY of few slots, else one).
     CENTERED_WIDE: ``S1`` as the reference's split ``X = t·2**52 + f`` with
-    ``t = trunc(x)`` and ``f = round((x - t)·2**52)`` (:mod:`.column_sums`), ``f`` summed
-    in two 26-bit halves with few slots, so no sum leaves int64 for millions of rows.
+    ``t = trunc(x)`` and ``f = round((x - t)·2**52)``, ``f`` in two 26-bit halves with
+    few slots (:func:`~.column_sums.trunc_sums`).
     """
     d, e = quote(f"#d{i}"), quote(f"#e{i}")
-    plan.stages[0].append((f"#d{i}", f"round(CAST({raw} AS DOUBLE) * {_P52})"))
+    plan.stages[0].append((f"#d{i}", f"round(CAST({raw} AS DOUBLE) * {P52})"))
     plan.stages[1].append((f"#e{i}", f"{d} - CAST({offset} AS DOUBLE)"))
-    s1 = (FieldKind.SUM, name)
     if wide:
-        t, x = quote(f"#t{i}"), quote(f"#x{i}")
-        tb, fb = quote(f"#tb{i}"), quote(f"#fb{i}")
-        plan.stages[0].append((f"#t{i}", f"trunc(CAST({raw} AS DOUBLE))"))
-        plan.stages[1] += [
-            (f"#tb{i}", f"CAST({t} AS BIGINT)"),
-            (f"#fb{i}", f"CAST(round((CAST({x} AS DOUBLE) - {t}) * {_P52}) AS BIGINT)"),
-        ]
-        plan.add((FieldKind.COUNT, name), [Sum(f"count({tb})")])
-        if few_groups:
-            halves = [Sum(f"sum({fb} >> 26)", 26), Sum(f"sum({fb} & {_MASK26})")]
-            plan.add(s1, [Sum(f"sum({tb})", 52), *halves])
-        else:
-            plan.add(s1, [Sum(f"sum({tb})", 52), Sum(f"sum({fb})")])
+        trunc_sums(plan, i, raw=raw, name=name, halves=few_groups)
     else:
-        v = quote(f"#v{i}")
         plan.stages[1].append((f"#v{i}", f"CAST({d} AS BIGINT)"))
-        plan.add((FieldKind.COUNT, name), [Sum(f"count({v})")])
-        if few_groups:
-            plan.add(s1, [Sum(f"sum({v} >> 32)", 32), Sum(f"sum({v} & {_MASK32})")])
-        else:
-            plan.add(s1, [Sum(f"sum({v})")])
+        bigint_sums(plan, quote(f"#v{i}"), name=name, halves=few_groups)
     plan.centered[(FieldKind.SUM_SQUARES, name)] = Centered(i, len(plan.aggregates), offset)
     plan.aggregates.append(f"fsum({e} * {e})")
     return wide or not (fmt.lower <= -NARROW_LIMIT and fmt.upper >= NARROW_LIMIT)

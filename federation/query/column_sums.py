@@ -21,9 +21,11 @@ __all__ = [
     "P31",
     "P52",
     "P62",
+    "bigint_sums",
     "narrow_parts",
     "reference_parts",
     "small_parts",
+    "trunc_sums",
 ]
 
 P31 = "CAST(2147483648 AS DOUBLE)"
@@ -32,6 +34,7 @@ P62 = "CAST(4611686018427387904 AS DOUBLE)"
 MASK31 = "2147483647"
 _MASK16 = "65535"
 _MASK32 = "4294967295"
+_MASK26 = "67108863"
 FEW_SLOTS = 16
 """Up to this many group slots the NARROW tier sums DOUBLE limb products (measured: with
 2-16 groups ~40 ms per 10**6 rows against ~48 ms for the BIGINT-product plan; from ~20
@@ -70,15 +73,7 @@ def reference_parts(
     limbs = fmt.limbs
     if limbs is LimbPlan.THREE and not squares:
         # S1 only: X = t·2**52 + round((x - t)·2**52) with t = trunc(x) (see docstring).
-        t, x = quote(f"#t{i}"), quote(f"#x{i}")
-        plan.stages[0].append((f"#t{i}", f"trunc(CAST({raw} AS DOUBLE))"))
-        plan.stages[1] += [
-            (f"#tb{i}", f"CAST({t} AS BIGINT)"),
-            (f"#fb{i}", f"CAST(round((CAST({x} AS DOUBLE) - {t}) * {P52}) AS BIGINT)"),
-        ]
-        tb, fb = quote(f"#tb{i}"), quote(f"#fb{i}")
-        plan.add((FieldKind.COUNT, name), [Sum(f"count({tb})")])
-        plan.add(s1, [Sum(f"sum({tb})", 52), Sum(f"sum({fb})")])
+        trunc_sums(plan, i, raw=raw, name=name, halves=False)
         return
     if limbs is LimbPlan.THREE:
         d, h, r, m = (quote(f"#{k}{i}") for k in "dhrm")
@@ -109,8 +104,7 @@ def reference_parts(
     if fmt.column_type is ColumnType.DOUBLE:
         value = f"CAST({value} AS BIGINT)"
     plan.stages[0].append((f"#v{i}", value))
-    plan.add((FieldKind.COUNT, name), [Sum(f"count({v})")])
-    plan.add(s1, [Sum(f"sum({v})")])
+    bigint_sums(plan, v, name=name, halves=False)
     if not squares:
         return
     if limbs is LimbPlan.ONE:
@@ -160,11 +154,7 @@ def narrow_parts(
     """
     v, a = quote(f"#v{i}"), quote(f"#a{i}")
     plan.stages[0].append((f"#v{i}", f"CAST(round(CAST({raw} AS DOUBLE) * {P52}) AS BIGINT)"))
-    plan.add((FieldKind.COUNT, name), [Sum(f"count({v})")])
-    if few_groups:
-        plan.add((FieldKind.SUM, name), [Sum(f"sum({v} >> 32)", 32), Sum(f"sum({v} & {_MASK32})")])
-    else:
-        plan.add((FieldKind.SUM, name), [Sum(f"sum({v})")])
+    bigint_sums(plan, v, name=name, halves=few_groups)
     check = not (fmt.lower <= -NARROW_LIMIT and fmt.upper >= NARROW_LIMIT)
     if not squares:
         return check
@@ -186,3 +176,37 @@ def narrow_parts(
             parts.append(Sum(f"sum({fj} * {fk})", 16 * (j + k) + (j != k)))
     plan.add((FieldKind.SUM_SQUARES, name), parts, certify=i)
     return check
+
+
+def bigint_sums(plan: Plan, v: str, *, name: str, halves: bool) -> None:
+    """``COUNT`` and ``S1`` of a column whose ``X`` is the BIGINT ``v`` (quoted alias).
+
+    ``halves`` (a GROUP BY of few slots): ``S1 = 2**32·Σ(X >> 32) + Σ(X & (2**32-1))``,
+    two sums that stay in int64 for millions of rows, against one on DuckDB's HUGEINT
+    path.
+    """
+    plan.add((FieldKind.COUNT, name), [Sum(f"count({v})")])
+    if halves:
+        plan.add((FieldKind.SUM, name), [Sum(f"sum({v} >> 32)", 32), Sum(f"sum({v} & {_MASK32})")])
+    else:
+        plan.add((FieldKind.SUM, name), [Sum(f"sum({v})")])
+
+
+def trunc_sums(plan: Plan, i: int, *, raw: str, name: str, halves: bool) -> None:
+    """``COUNT`` and ``S1`` of double column ``i`` (``|x| < 2**41``) from the split
+    ``X = t·2**52 + f``, ``t = trunc(x)``, ``f = round((x - t)·2**52)`` (see
+    :func:`reference_parts`); ``halves``: ``f`` summed in two 26-bit halves, so no sum
+    leaves int64 for millions of rows."""
+    t, x = quote(f"#t{i}"), quote(f"#x{i}")
+    plan.stages[0].append((f"#t{i}", f"trunc(CAST({raw} AS DOUBLE))"))
+    plan.stages[1] += [
+        (f"#tb{i}", f"CAST({t} AS BIGINT)"),
+        (f"#fb{i}", f"CAST(round((CAST({x} AS DOUBLE) - {t}) * {P52}) AS BIGINT)"),
+    ]
+    tb, fb = quote(f"#tb{i}"), quote(f"#fb{i}")
+    plan.add((FieldKind.COUNT, name), [Sum(f"count({tb})")])
+    if halves:
+        parts = [Sum(f"sum({fb} >> 26)", 26), Sum(f"sum({fb} & {_MASK26})")]
+    else:
+        parts = [Sum(f"sum({fb})")]
+    plan.add((FieldKind.SUM, name), [Sum(f"sum({tb})", 52), *parts])

@@ -62,6 +62,8 @@ _ACCEPTED_TYPES: dict[ColumnType, frozenset[str]] = {
 }
 
 Rows = list[tuple[object, ...]]
+Squares = dict[tuple[FieldKind, str | None], list[int | None]]
+"""The CENTERED ``S2`` of each row of the local query, by quantity (None: not certified)."""
 _HALF_DIGIT = 1 << (DIGIT_BITS - 1)
 """A value fits one balanced digit when ``-_HALF_DIGIT <= value < _HALF_DIGIT``."""
 
@@ -166,8 +168,8 @@ def compute_local(
         _check_relation(bound, con, relation)
     offsets = _offsets_of(centers)
     start = _start_tiers(bound, tiers, offsets)
-    plan, rows = _run(bound, con, relation, start, offsets=offsets, threads=threads)
-    return _encode(bound, plan, rows, threads)
+    plan, rows, squares = _run(bound, con, relation, start, offsets=offsets, threads=threads)
+    return _encode(bound, plan, rows, squares)
 
 
 def _first_tier(options: tuple[Tier, ...], offset: int | None) -> Tier:
@@ -199,8 +201,9 @@ def _run(
     *,
     offsets: dict[str, int],
     threads: int,
-) -> tuple[Plan, Rows]:
-    """Run the local query from ``tiers`` on, escalating until a formulation applies."""
+) -> tuple[Plan, Rows, Squares]:
+    """Run the local query from ``tiers`` on, escalating until a formulation applies;
+    also returns the CENTERED ``S2`` of every row (:data:`Squares`), certified."""
     while True:
         plan = build_plan(bound, tiers, offsets)
         ngroups = leading_columns(bound, plan.mode)
@@ -219,13 +222,13 @@ def _run(
                 diagnose(bound, con, relation)
                 raise failed_check(bound, con, relation, plan.combined.get(index), error)
         failed = {i for index, i in plan.certified if not _certified(rows, ngroups + index)}
-        failed |= {
-            c.item
+        squares = {
+            key: [_centered(plan, key, c, row, ngroups, threads=threads) for row in rows]
             for key, c in plan.centered.items()
-            if any(_centered(plan, key, c, row, ngroups, threads=threads) is None for row in rows)
         }
+        failed |= {plan.centered[key].item for key, values in squares.items() if None in values}
         if not failed:
-            return plan, rows
+            return plan, rows, squares
         tiers = tuple(
             _uncertified_tier(bound, i, t) if i in failed else t for i, t in enumerate(tiers)
         )
@@ -351,7 +354,7 @@ def _offsets(
     return offset
 
 
-def _encode(bound: BoundQuery, plan: Plan, rows: Rows, threads: int) -> npt.NDArray[np.uint64]:
+def _encode(bound: BoundQuery, plan: Plan, rows: Rows, squares: Squares) -> npt.NDArray[np.uint64]:
     """The vector from the local query's rows: each row is one group of one grouping set
     (told by the columns after the keys when there are several,
     :class:`~federation.query.grouping_sets.RowReader`), written into the slots of every
@@ -374,7 +377,7 @@ def _encode(bound: BoundQuery, plan: Plan, rows: Rows, threads: int) -> npt.NDAr
         bases = [(starts[s] + offset) * width for s in sets]
         for field in layout.fields:
             key = (field.kind, field.column)
-            centered = plan.centered.get(key)  # certified by _run
+            centered = squares.get(key)  # certified by _run
             parts = plan.quantities.get(key, [])
             if centered is None and field.digits == 1 and len(parts) == 1 and parts[0][1] == 0:
                 column = columns[lead + parts[0][0]]
@@ -388,11 +391,7 @@ def _encode(bound: BoundQuery, plan: Plan, rows: Rows, threads: int) -> npt.NDAr
                     vector[base + field.offset] = words
                 continue
             for n, i in enumerate(indices):
-                value = (
-                    _quantity(parts, rows[i], lead)
-                    if centered is None
-                    else _centered(plan, key, centered, rows[i], lead, threads=threads) or 0
-                )
+                value = _quantity(parts, rows[i], lead) if centered is None else centered[i] or 0
                 if field.kind is FieldKind.ROWS and sets[0] == 0:
                     total_rows += value
                 if value:
